@@ -1,0 +1,66 @@
+"""The ``iai`` command: one subcommand per pipeline stage, each a thin shell over a library function.
+
+Every stage module provides ``cli_arguments(parser)`` and ``cli_main(args)``; this file only
+dispatches, and turns :class:`iai.utils.ConfigError` into one clear line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMANDS = {
+    "generate": ("iai.generate", "write the fixed evaluation task banks (in- and out-of-distribution)"),
+    "tune-lr": ("iai.references", "choose the SGD/Adam learning rates from a grid on separate tasks"),
+    "train": ("iai.train", "greedy meta-training of one learned learner"),
+    "evaluate": ("iai.evaluate", "roll every learner out at growing dataset sizes -> results rows"),
+    "merge": ("iai.results", "merge evaluation rows into the results table"),
+    "figures": ("iai.figures", "draw the figures from the results table"),
+    "report": ("iai.report", "write reports/index.html and reports/metrics.json"),
+    "bench": ("iai.bench", "measure wall time and peak memory of iterative vs one-shot learners"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iai",
+        description="Iterative amortized inference: task banks, learners, meta-training, evaluation, report.",
+        epilog="Run `iai COMMAND --help` for a command's options. The pipeline runs them through "
+               "Snakemake (`snakemake --cores all`) or DVC (`dvc repro`).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+            continue  # a stage not built yet
+        p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.cli_arguments(p)
+        p.set_defaults(_main=mod.cli_main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .utils import ConfigError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args._main(args)
+    except ConfigError as err:
+        print(f"iai {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"iai {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""``iai generate``: write the fixed evaluation task banks, one file and one manifest per family.
+
+The banks are drawn from the ``bank`` seed stream; meta-training draws fresh tasks from the same
+samplers under a different stream, so no evaluation task is ever trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import __version__
+from .params import FamilySpec, Params, load_params
+from .tasks import TaskBatch, family_splits, make_family
+from .tasks.bank import save_bank
+from .utils import derive_seed, file_sha256, write_json
+
+
+def build_family(spec: FamilySpec):
+    """The in-distribution family and its named splits (id and out-of-distribution variants)."""
+    family = make_family(spec.kind, **spec.options)
+    return family, family_splits(family, spec.splits)
+
+
+def sample_bank(params: Params, name: str) -> dict[str, TaskBatch]:
+    """Every split of one family's bank, each from its own named seed stream."""
+    _, splits = build_family(params.family(name))
+    b = params.banks
+    return {split: fam.sample(b["n_tasks"], b["n_train"], b["n_valid"], derive_seed(params.seed, "bank", name, split))
+            for split, fam in splits.items()}
+
+
+def write_bank(params: Params, name: str, out_dir: str | Path) -> Path:
+    """Write ``<out_dir>/<name>.pt`` and its manifest ``<name>.json``; returns the bank's path."""
+    out_dir = Path(out_dir)
+    family, splits = build_family(params.family(name))  # validates before anything is written
+    bank = sample_bank(params, name)
+    path = out_dir / f"{name}.pt"
+    save_bank(path, bank)
+    manifest = {
+        "family": name,
+        "kind": family.kind,
+        "params": family.params(),
+        "splits": {s: {"params": fam.params(), "seed": derive_seed(params.seed, "bank", name, s)}
+                   for s, fam in splits.items()},
+        "sizes": {"n_tasks": params.banks["n_tasks"], "n_train": params.banks["n_train"],
+                  "n_valid": params.banks["n_valid"]},
+        "root_seed": params.seed,
+        "params_file": params.path,
+        "files": {path.name: {"sha256": file_sha256(path)}},
+        "iai_version": __version__,
+    }
+    write_json(out_dir / f"{name}.json", manifest)
+    return path
+
+
+def cli_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", required=True, help="params YAML file (e.g. params/default.yaml)")
+    p.add_argument("--family", action="append", help="family name from the params (repeatable; default: all)")
+    p.add_argument("--out", default="data/banks", help="output folder (default: data/banks)")
+
+
+def cli_main(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    names = args.family or list(params.families)
+    for name in names:  # every name and split is checked before the first file is written
+        build_family(params.family(name))
+    for name in names:
+        path = write_bank(params, name, args.out)
+        print(f"wrote {path} and {path.with_suffix('.json')}")

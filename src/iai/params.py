@@ -1,0 +1,181 @@
+"""The only place that reads params files: load, validate against the schema, merge defaults.
+
+A params file (``params/default.yaml``) drives the whole pipeline. Its JSON schema
+(``params.schema.yaml`` beside this module) is checked before anything runs; errors name the
+offending key and what was expected, e.g.::
+
+    params/default.yaml: families.linreg.noise_std: expected a number >= 0, got -1
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .utils import ConfigError
+
+SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
+
+
+@cache
+def schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """A named task family: its kind, the family's own params, and optional split overrides."""
+
+    name: str
+    kind: str
+    options: dict[str, Any]
+    splits: dict[str, dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One learned (family, learner) pair, with the model and train sections already merged."""
+
+    family: str
+    name: str
+    learner: dict[str, Any]  # regime, signal, mode and regime-specific options
+    model: dict[str, Any]
+    train: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return f"{self.family}/{self.name}"
+
+    @property
+    def regime(self) -> str:
+        return self.learner["regime"]
+
+    @property
+    def mode(self) -> str:
+        return self.learner.get("mode", "iterative")
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int
+    device: str
+    families: dict[str, FamilySpec]
+    banks: dict[str, int]
+    references: dict[str, Any]
+    runs: list[RunSpec]
+    evaluate: dict[str, Any]
+    report: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    path: str = "<dict>"
+
+    def run(self, family: str, name: str) -> RunSpec:
+        for r in self.runs:
+            if r.family == family and r.name == name:
+                return r
+        known = ", ".join(r.id for r in self.runs) or "none"
+        raise ConfigError(f"{self.path}: runs: no run {family}/{name}; the params define {known}")
+
+    def family(self, name: str) -> FamilySpec:
+        if name not in self.families:
+            raise ConfigError(f"{self.path}: families: no family {name!r}; expected one of {sorted(self.families)}")
+        return self.families[name]
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    """A one-line, human reading of a schema error: what was expected and what was found."""
+    v, kind = error.validator, error.validator_value
+    found = f"got {error.instance!r}"
+    if v == "minimum":
+        return f"expected a number >= {kind}, {found}"
+    if v == "exclusiveMinimum":
+        return f"expected a number > {kind}, {found}"
+    if v in ("maximum", "exclusiveMaximum"):
+        return f"expected a number {'<=' if v == 'maximum' else '<'} {kind}, {found}"
+    if v == "type":
+        return f"expected {kind}, {found}"
+    if v == "enum":
+        return f"expected one of {kind}, {found}"
+    if v == "required":
+        return error.message
+    if v == "additionalProperties":
+        return f"unknown key(s): {error.message.split('(')[-1].rstrip(')')}"
+    return error.message
+
+
+def validate(raw: Any, source: str = "<dict>") -> None:
+    """Raise :class:`ConfigError` naming the first offending key (by path) and what was expected."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of params at the top level, got {type(raw).__name__}")
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(raw), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        e = jsonschema.exceptions.best_match(errors) if len(errors) > 1 else errors[0]
+        raise ConfigError(f"{source}: {_where(e)}: {_explain(e)}")
+    _cross_check(raw, source)
+
+
+def _cross_check(raw: dict, source: str) -> None:
+    """What a schema cannot say: names that must refer to each other, sizes that must fit."""
+    families = raw["families"]
+    seen = set()
+    for i, run in enumerate(raw["runs"]):
+        if run["family"] not in families:
+            raise ConfigError(f"{source}: runs.{i}.family: unknown family {run['family']!r}; "
+                              f"expected one of {sorted(families)}")
+        key = (run["family"], run["name"])
+        if key in seen:
+            raise ConfigError(f"{source}: runs.{i}: the run {key[0]}/{key[1]} is defined twice")
+        seen.add(key)
+    for opt in ("sgd", "adam"):
+        if opt in raw["references"]["learners"]:
+            lrs = raw["references"].get(opt, {}).get("lr", {})
+            missing = sorted(set(families) - set(lrs))
+            if missing:
+                raise ConfigError(f"{source}: references.{opt}.lr: no learning rate for famil"
+                                  f"{'y' if len(missing) == 1 else 'ies'} {missing} (run `iai tune-lr`)")
+    too_big = [n for n in raw["evaluate"]["sizes"] if n > raw["banks"]["n_train"]]
+    if too_big:
+        raise ConfigError(f"{source}: evaluate.sizes: {too_big} exceed banks.n_train = {raw['banks']['n_train']}")
+
+
+def from_dict(raw: dict[str, Any], source: str = "<dict>") -> Params:
+    """Validate a params mapping and build :class:`Params` (run sections merged over the defaults)."""
+    validate(raw, source)
+    raw = copy.deepcopy(raw)
+    families = {}
+    for name, spec in raw["families"].items():
+        spec = dict(spec)
+        kind, splits = spec.pop("kind"), spec.pop("splits", None)
+        families[name] = FamilySpec(name=name, kind=kind, options=spec, splits=splits)
+    runs = []
+    for run in raw["runs"]:
+        run = dict(run)
+        family, name = run.pop("family"), run.pop("name")
+        model = {**raw["model"], **run.pop("model", {})}
+        train = {**raw["train"], **run.pop("train", {})}
+        runs.append(RunSpec(family=family, name=name, learner=run, model=model, train=train))
+    return Params(seed=raw["seed"], device=raw.get("device", "auto"), families=families, banks=raw["banks"],
+                  references=raw["references"], runs=runs, evaluate=raw["evaluate"],
+                  report=raw.get("report", {}), raw=raw, path=source)
+
+
+def load_params(path: str | Path) -> Params:
+    """Read and validate a params YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--params: file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    return from_dict(raw, str(path))

@@ -1,0 +1,126 @@
+"""The one loop: drive any learner over a task's train data in mini-batches, score it on valid points.
+
+Every learner, exact, classical or learned, is run by :func:`rollout`, and meta-training draws its
+mini-batches from the same :func:`minibatch_indices`, so a learner sees the same kind of data
+stream in training and in evaluation.
+
+Schedules (``schedule=``):
+
+- ``"epochs"``: disjoint passes over the train points, reshuffled per epoch and per task; a pass
+  over n points takes ceil(n / B) steps (the last mini-batch of a pass may be smaller).
+- ``"random"``: each step an independent random subset of B points (without replacement).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from .learners.base import Learner, State
+from .tasks import TaskBatch, TaskFamily
+from .utils import ConfigError, generator
+
+SCHEDULES = ("epochs", "random")
+
+
+def steps_for(n_train: int, batch_size: int, epochs: int = 1) -> int:
+    """Steps that ``epochs`` disjoint passes over ``n_train`` points take with mini-batch B."""
+    return math.ceil(n_train / batch_size) * epochs
+
+
+def minibatch_indices(n_tasks: int, n_train: int, batch_size: int, n_steps: int,
+                      schedule: str = "epochs", gen: torch.Generator | None = None) -> Iterator[Tensor]:
+    """Yield ``n_steps`` index tensors ``[T, b]`` into each task's train points (b <= B)."""
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"schedule: unknown {schedule!r}; expected one of {list(SCHEDULES)}")
+    if batch_size < 1 or n_train < 1:
+        raise ConfigError(f"batch_size and n_train: expected >= 1, got {batch_size} and {n_train}")
+    gen = gen or generator(0)
+    b = min(batch_size, n_train)
+    done = 0
+    while done < n_steps:
+        perm = torch.rand(n_tasks, n_train, generator=gen).argsort(-1)  # a fresh order per task
+        if schedule == "random":
+            yield perm[:, :b]
+            done += 1
+            continue
+        for start in range(0, n_train, b):
+            if done == n_steps:
+                return
+            yield perm[:, start:start + b]
+            done += 1
+
+
+def gather_points(x: Tensor, index: Tensor) -> Tensor:
+    """``x[t, index[t]]`` for every task t: ``[T, N, F]`` and ``[T, b]`` -> ``[T, b, F]``."""
+    return torch.gather(x, 1, index.to(x.device).unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def eval_steps(n_steps: int, spacing: str | Sequence[int] = "log") -> list[int]:
+    """Which steps to score: ``"all"``, ``"log"`` (1, 2, 4, ... and the last) or an explicit list."""
+    if spacing == "all":
+        return list(range(1, n_steps + 1))
+    if spacing == "log":
+        steps = {2**i for i in range(n_steps.bit_length()) if 2**i <= n_steps}
+        return sorted(steps | {n_steps})
+    if spacing == "last":
+        return [n_steps]
+    if isinstance(spacing, str):
+        raise ConfigError(f"eval steps: expected 'all', 'log', 'last' or a list, got {spacing!r}")
+    return sorted({s for s in spacing if 1 <= s <= n_steps} | {n_steps})
+
+
+@torch.no_grad()
+def rollout(learner: Learner, family: TaskFamily, tasks: TaskBatch, batch_size: int,
+            n_steps: int | None = None, epochs: int = 1, schedule: str = "epochs",
+            steps: str | Sequence[int] = "log", seed: int = 0, task_chunk: int | None = None,
+            device: torch.device | str | None = None) -> list[dict]:
+    """Run ``learner`` over every task's train points and score it on the valid points.
+
+    ``n_steps`` defaults to ``epochs`` passes over the train points. Tasks are processed in chunks of
+    ``task_chunk`` (all at once by default) to bound memory. Returns one record per (step, metric):
+    ``{"step", "n_seen", "metric", "value", "sem", "n_tasks"}`` where value is the mean over tasks
+    and sem its standard error; ``n_seen`` counts the points read (repeats included).
+    """
+    n_steps = n_steps or steps_for(tasks.n_train, batch_size, epochs)
+    wanted = set(eval_steps(n_steps, steps))
+    chunk = task_chunk or tasks.n_tasks
+    # chunks only bound memory: the index stream is drawn for all tasks at once, so the numbers
+    # do not depend on the chunk size
+    parts = [tasks.tasks(slice(s, s + chunk)) for s in range(0, tasks.n_tasks, chunk)]
+    if device is not None:
+        parts = [p.to(device) for p in parts]
+    states: list[State] = [learner.init(p.x_valid) for p in parts]
+    per_step: dict[int, dict[str, list[Tensor]]] = {}
+    seen: dict[int, int] = {}
+    n_seen = 0
+    stream = minibatch_indices(tasks.n_tasks, tasks.n_train, batch_size, n_steps, schedule, generator(seed))
+    for i, index in enumerate(stream, start=1):
+        n_seen += index.shape[1]
+        for c, part in enumerate(parts):
+            idx = index[c * chunk:(c + 1) * chunk]
+            states[c] = learner.step(states[c], gather_points(part.x_train, idx),
+                                     gather_points(part.y_train, idx))
+            if i in wanted:
+                pred = learner.predict(states[c], part.x_valid)
+                for name, values in family.metrics(pred, part.y_valid, part.f_valid).items():
+                    per_step.setdefault(i, {}).setdefault(name, []).append(values.detach().double().cpu())
+        if i in wanted:
+            seen[i] = n_seen
+    return summarize(per_step, seen)
+
+
+def summarize(per_step: dict[int, dict[str, list[Tensor]]], seen: dict[int, int]) -> list[dict]:
+    """Mean and standard error over tasks of each step's per-task metrics."""
+    records = []
+    for step, metrics in per_step.items():
+        for name, chunks in metrics.items():
+            values = torch.cat(chunks)
+            n = values.numel()
+            sem = values.std().item() / math.sqrt(n) if n > 1 else float("nan")
+            records.append({"step": step, "n_seen": seen[step], "metric": name,
+                            "value": values.mean().item(), "sem": sem, "n_tasks": n})
+    return records

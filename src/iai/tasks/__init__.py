@@ -1,0 +1,51 @@
+"""Task families: seeded samplers of many tasks at once, each with its own train and valid points.
+
+>>> from iai.tasks import make_family
+>>> fam = make_family("linear_regression", dim=8, noise_std=0.5)
+>>> tasks = fam.sample(n_tasks=64, n_train=128, n_valid=32, seed=0)
+>>> tasks.x_train.shape
+torch.Size([64, 128, 8])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..utils import ConfigError
+from .base import ClassificationFamily, RegressionFamily, TaskBatch, TaskFamily
+from .classification import LinearClassificationTasks, NonlinearClassificationTasks
+from .regression import LinearRegressionTasks, NonlinearRegressionTasks
+
+FAMILIES: dict[str, type[TaskFamily]] = {
+    cls.kind: cls
+    for cls in (LinearRegressionTasks, NonlinearRegressionTasks, LinearClassificationTasks,
+                NonlinearClassificationTasks)
+}
+
+
+def make_family(kind: str, **options: Any) -> TaskFamily:
+    """Build a family by its kind name; options are the family dataclass's fields."""
+    if kind not in FAMILIES:
+        raise ConfigError(f"family kind: unknown {kind!r}; expected one of {sorted(FAMILIES)}")
+    cls = FAMILIES[kind]
+    fields = cls.__dataclass_fields__
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise ConfigError(f"{kind}: unknown parameter(s) {unknown}; expected some of {sorted(fields)}")
+    return cls(**options)
+
+
+def family_splits(family: TaskFamily, splits: dict[str, dict[str, Any]] | None = None) -> dict[str, TaskFamily]:
+    """The family's in-distribution split ``id`` and its out-of-distribution variants.
+
+    ``splits`` (from params) replaces the family's default variants; each value holds overrides.
+    """
+    specs = family.default_splits() if splits is None else splits
+    if "id" not in specs:
+        raise ConfigError("splits: the in-distribution split 'id' is required")
+    return {name: family.variant(**overrides) for name, overrides in specs.items()}
+
+
+__all__ = ["FAMILIES", "ClassificationFamily", "LinearClassificationTasks", "LinearRegressionTasks",
+           "NonlinearClassificationTasks", "NonlinearRegressionTasks", "RegressionFamily", "TaskBatch",
+           "TaskFamily", "family_splits", "make_family"]

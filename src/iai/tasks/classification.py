@@ -1,0 +1,37 @@
+"""Classification task families: a softmax-linear teacher and an MLP teacher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..predictors import LinearPredictor, MLPPredictor
+from .base import ClassificationFamily, _is_int
+
+
+@dataclass(frozen=True)
+class LinearClassificationTasks(ClassificationFamily):
+    """logits = (W x + b) / temperature with W, b ~ N(0, prior_std^2); one state token per class."""
+
+    kind: ClassVar[str] = "linear_classification"
+
+    @property
+    def predictor(self) -> LinearPredictor:
+        return LinearPredictor(self.dim, self.n_classes, bias=True)
+
+
+@dataclass(frozen=True)
+class NonlinearClassificationTasks(ClassificationFamily):
+    """logits from a random one-hidden-layer tanh MLP teacher; one state token per hidden unit."""
+
+    kind: ClassVar[str] = "nonlinear_classification"
+
+    hidden: int = 16
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check("hidden", _is_int(self.hidden, 1), "an integer >= 1")
+
+    @property
+    def predictor(self) -> MLPPredictor:
+        return MLPPredictor(self.dim, self.hidden, self.n_classes)

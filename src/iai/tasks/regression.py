@@ -1,0 +1,49 @@
+"""Regression task families: a linear teacher (with an exact Bayesian reference) and an MLP teacher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..predictors import LinearPredictor, MLPPredictor
+from .base import RegressionFamily, _is_int
+
+
+@dataclass(frozen=True)
+class LinearRegressionTasks(RegressionFamily):
+    """w ~ N(0, prior_std^2 I), y = w^T x + eps, eps ~ N(0, noise_std^2).
+
+    The known predictor is linear without bias (one state token holding w); the Bayes posterior is
+    conjugate, so :class:`iai.learners.exact.ConjugateLinearRegression` is the optimal learner.
+    """
+
+    kind: ClassVar[str] = "linear_regression"
+
+    @property
+    def predictor(self) -> LinearPredictor:
+        return LinearPredictor(self.dim, 1, bias=False)
+
+    @property
+    def noise_var(self) -> float:
+        return self.noise_std**2
+
+    @property
+    def prior_var(self) -> float:
+        return self.prior_std**2
+
+
+@dataclass(frozen=True)
+class NonlinearRegressionTasks(RegressionFamily):
+    """A random one-hidden-layer tanh MLP teacher (weights ~ N(0, prior_std^2)) plus Gaussian noise."""
+
+    kind: ClassVar[str] = "nonlinear_regression"
+
+    hidden: int = 16
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check("hidden", _is_int(self.hidden, 1), "an integer >= 1")
+
+    @property
+    def predictor(self) -> MLPPredictor:
+        return MLPPredictor(self.dim, self.hidden, 1)
