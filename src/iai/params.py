@@ -132,6 +132,8 @@ def _cross_check(raw: dict, source: str) -> None:
         if run["family"] not in families:
             raise ConfigError(f"{source}: runs.{i}.family: unknown family {run['family']!r}; "
                               f"expected one of {sorted(families)}")
+        if run["name"] in ("bayes", "ols", "sgd", "adam", "map", "knn"):
+            raise ConfigError(f"{source}: runs.{i}.name: {run['name']!r} is the name of a reference learner")
         key = (run["family"], run["name"])
         if key in seen:
             raise ConfigError(f"{source}: runs.{i}: the run {key[0]}/{key[1]} is defined twice")

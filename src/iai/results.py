@@ -10,6 +10,9 @@ split          ``id`` or an out-of-distribution split name (``ood_input_scale``,
 regime         ``parametric``, ``implicit``, ``explicit``, ``classical`` or ``exact``
 learner        learner name (``bayes``, ``adam``, ``parametric_obs``, ...)
 signal         ``obs``, ``grad``, ``both`` for learned parametric/explicit learners, else ``none``
+state          implicit regime: what the running state carries (``logits``, ``hidden``, ``probs``);
+               else ``none``
+history        non-Markovian window of past states (0 = Markovian, and for non-learned learners)
 mode           ``iterative``, or ``one_shot`` (the whole context in one step)
 context        ``all`` (every one of the n_train points) or ``capped`` (one-shot learner fed a random
                subset of its training context size)
@@ -36,7 +39,7 @@ import pandas as pd
 
 from .utils import ConfigError, atomic_path
 
-COLUMNS = ["family", "kind", "dim", "split", "regime", "learner", "signal", "mode", "context", "batch_size",
+COLUMNS = ["family", "kind", "dim", "split", "regime", "learner", "signal", "state", "history", "mode", "context", "batch_size",
            "n_train", "step", "n_seen", "metric", "value", "sem", "n_tasks", "seed"]
 KEY = ["family", "split", "learner", "mode", "context", "n_train", "step", "metric"]
 REGIMES = ("parametric", "implicit", "explicit", "classical", "exact")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -70,6 +71,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600 files; outputs should look like any file
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -89,8 +93,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def torch_save(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save`` atomically, with bytes that depend only on ``obj`` (DVC hashes them).
+
+    Saving to a file names the archive's inner folder after the (random) temporary file name, so
+    the object is serialized to memory first, where the folder is always called ``archive``.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:

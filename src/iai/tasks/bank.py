@@ -16,7 +16,8 @@ BANK_FORMAT = 1
 
 def save_bank(path: str | Path, splits: dict[str, TaskBatch]) -> None:
     torch_save(path, {"format": BANK_FORMAT,
-                      "splits": {name: batch.state_dict() for name, batch in splits.items()}})
+                      "splits": {name: {k: v.clone() for k, v in batch.state_dict().items()}
+                                 for name, batch in splits.items()}})  # clone: a view would save its whole storage
 
 
 def load_bank(path: str | Path) -> dict[str, TaskBatch]:
