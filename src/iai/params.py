@@ -95,14 +95,15 @@ def _explain(error: jsonschema.ValidationError) -> str:
     """A one-line, human reading of a schema error: what was expected and what was found."""
     v, kind = error.validator, error.validator_value
     found = f"got {error.instance!r}"
+    noun = "an integer" if error.schema.get("type") == "integer" else "a number"
     if v == "minimum":
-        return f"expected a number >= {kind}, {found}"
+        return f"expected {noun} >= {kind}, {found}"
     if v == "exclusiveMinimum":
-        return f"expected a number > {kind}, {found}"
+        return f"expected {noun} > {kind}, {found}"
     if v in ("maximum", "exclusiveMaximum"):
-        return f"expected a number {'<=' if v == 'maximum' else '<'} {kind}, {found}"
+        return f"expected {noun} {'<=' if v == 'maximum' else '<'} {kind}, {found}"
     if v == "type":
-        return f"expected {kind}, {found}"
+        return f"expected {'an' if str(kind)[0] in 'aeiou' else 'a'} {kind}, {found}"
     if v == "enum":
         return f"expected one of {kind}, {found}"
     if v == "required":

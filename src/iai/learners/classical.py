@@ -63,12 +63,13 @@ class GradientLearner:
             # torch.optim.SGD: the first step's buffer is the gradient itself
             m = g if self.momentum == 0 else torch.where(t.view(-1, 1, 1) == 1, g, self.momentum * m + g)
             return {"theta": theta - self.lr * m, "m": m, "v": v, "t": t}
+        # the same operations, in the same order, as torch.optim.Adam's single-tensor path
         b1, b2 = self.betas
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
+        m = m.lerp(g, 1 - b1)
+        v = v * b2 + (1 - b2) * g * g
         tt = t.view(-1, 1, 1)
-        step = (m / (1 - b1**tt)) / ((v / (1 - b2**tt)).sqrt() + self.eps)
-        return {"theta": theta - self.lr * step, "m": m, "v": v, "t": t}
+        denom = v.sqrt() / (1 - b2**tt).sqrt() + self.eps
+        return {"theta": theta - (self.lr / (1 - b1**tt)) * (m / denom), "m": m, "v": v, "t": t}
 
     def predict(self, state: State, x_query: Tensor) -> Tensor:
         return self.family.predictor(x_query, state["theta"])

@@ -1,0 +1,78 @@
+"""The `iai` command: help texts, `iai generate` outputs, and clean failures on bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from iai.tasks.bank import load_bank
+from iai.utils import file_sha256
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def iai(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "iai.cli", *args], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.fixture()
+def small_params(tmp_path):
+    raw = yaml.safe_load((ROOT / "params" / "default.yaml").read_text())
+    raw["banks"] = {"n_tasks": 4, "n_train": 32, "n_valid": 8}
+    raw["evaluate"]["sizes"] = [16, 32]
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path, raw
+
+
+def test_help_explains_every_command(tmp_path):
+    top = iai("--help", cwd=tmp_path)
+    assert top.returncode == 0 and "generate" in top.stdout and "evaluate" in top.stdout
+    gen = iai("generate", "--help", cwd=tmp_path)
+    assert gen.returncode == 0 and "--params" in gen.stdout and "task banks" in gen.stdout
+
+
+def test_generate_writes_banks_and_manifests(tmp_path, small_params):
+    path, raw = small_params
+    res = iai("generate", "--params", str(path), "--out", "data/banks", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    for name in raw["families"]:
+        bank = load_bank(tmp_path / "data/banks" / f"{name}.pt")
+        assert bank["id"].x_train.shape[:2] == (4, 32) and len(bank) >= 3
+        manifest = json.loads((tmp_path / "data/banks" / f"{name}.json").read_text())
+        assert manifest["files"][f"{name}.pt"]["sha256"] == file_sha256(tmp_path / "data/banks" / f"{name}.pt")
+        assert manifest["sizes"] == raw["banks"] and manifest["root_seed"] == raw["seed"]
+        assert len({s["seed"] for s in manifest["splits"].values()}) == len(manifest["splits"])
+    # same params, same bytes
+    first = file_sha256(tmp_path / "data/banks/linreg.pt")
+    assert iai("generate", "--params", str(path), "--family", "linreg", "--out", "again", cwd=tmp_path).returncode == 0
+    assert file_sha256(tmp_path / "again/linreg.pt") == first
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r["families"]["linreg"].update(noise_std=-0.5), "families.linreg.noise_std: expected a number >= 0"),
+    (lambda r: r["families"]["logreg"].update(dim=0), "families.logreg.dim: expected an integer >= 1"),
+    (lambda r: r["families"]["linreg"].update(kind="spline_regression"), "families.linreg.kind: expected one of"),
+    (lambda r: r["families"]["linreg"].update(splits={"id": {}, "far": {"noise_std": -1}}), "noise_std"),
+])
+def test_bad_params_fail_cleanly_and_write_nothing(tmp_path, small_params, edit, message):
+    path, raw = small_params
+    edit(raw)
+    path.write_text(yaml.safe_dump(raw))
+    res = iai("generate", "--params", str(path), "--out", "data/banks", cwd=tmp_path)
+    assert res.returncode == 2
+    assert message in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()
+
+
+def test_missing_params_file_and_unknown_family(tmp_path, small_params):
+    res = iai("generate", "--params", "nowhere.yaml", cwd=tmp_path)
+    assert res.returncode == 2 and "--params: file not found: nowhere.yaml" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "data").exists()
+    path, _ = small_params
+    res = iai("generate", "--params", str(path), "--family", "linreg", "--family", "nope", cwd=tmp_path)
+    assert res.returncode == 2 and "no family 'nope'" in res.stderr and not (tmp_path / "data").exists()
