@@ -29,7 +29,7 @@ from .results import COLUMNS, to_frame, write
 from .rollout import rollout
 from .tasks import TaskBatch, TaskFamily
 from .tasks.bank import load_bank
-from .utils import ConfigError, derive_seed, resolve_device, write_json
+from .utils import ConfigError, derive_seed, describe_device, resolve_device, write_json
 
 log = logging.getLogger(__name__)
 
@@ -136,5 +136,6 @@ def cli_main(args: argparse.Namespace) -> None:
     write(df, out)
     write_json(out.with_suffix(".json"), {
         "stage": "evaluate", "family": args.family, "learner": args.learner, "rows": len(df),
-        "device": str(resolve_device(device)), "duration_s": round(time.perf_counter() - start, 3)})
+        "device": str(resolve_device(device)),
+        "device_name": describe_device(resolve_device(device)), "duration_s": round(time.perf_counter() - start, 3)})
     print(f"wrote {out} ({len(df)} rows)")

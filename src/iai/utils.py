@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import platform
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -54,6 +55,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device: {device!r} was asked for but CUDA is not available here")
     return dev
+
+
+def describe_device(device: torch.device) -> str:
+    """A human name for the machine a number was measured on (GPU model, or CPU model and threads)."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"CPU {model}, {torch.get_num_threads()} torch thread(s) of {os.cpu_count()} cores"
 
 
 # ---------------------------------------------------------------------------- atomic writes
