@@ -1,0 +1,296 @@
+"""The paper's six claims (PAPER.md section 4), each a pure function: results table -> verdict.
+
+Every claim returns ``{"claim", "title", "test", "verdict", "numbers", "explanation"}`` where
+``verdict`` is ``reproduced``, ``not reproduced`` or ``not measured`` (the rows the test needs
+are absent), ``numbers`` the measured comparisons (a list of flat records) and ``test`` the rule,
+written out for the report. Nothing here is written by hand: change the table, the verdict follows.
+
+Shared conventions (see :func:`compare`):
+
+- Quality is the family's *primary metric*: ``excess_risk`` for regression, ``error_rate`` for
+  classification (lower is better), taken at the learner's *final step* at a given n, unless a
+  claim says otherwise. "The largest n" is the largest n the compared rows share.
+- Learned learners are compared in their Markovian form (``history == 0``) and, unless stated,
+  iterative mode. Several learners of one variant in one family: the best (lowest) one counts.
+- A beats B when B - A > ``z`` standard errors of the difference, sqrt(sem_A^2 + sem_B^2)
+  (``z = 2`` by default; a NaN sem counts as 0). A comparison is a *win*, a *tie* or a *loss*.
+- A set of comparisons *holds* when wins are more than half and there is no loss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .selection import LEARNED, best_of, final_step, label, learned, loglog_slope, quality, tag
+
+VERDICTS = ("reproduced", "not reproduced", "not measured")
+
+
+def compare(a: pd.Series, b: pd.Series, z: float = 2.0) -> dict:
+    """Is A lower than B by more than z standard errors? -> a flat record for the report."""
+    se = math.sqrt(np.nansum([a["sem"] ** 2, b["sem"] ** 2]))
+    diff = b["value"] - a["value"]
+    score = diff / se if se > 0 else math.copysign(math.inf, diff) if diff else 0.0
+    outcome = "win" if score > z else "loss" if score < -z else "tie"
+    return {"A": a["label"], "value A": a["value"], "B": b["label"], "value B": b["value"],
+            "(B-A)/SE": score, "outcome": outcome}
+
+
+def holds(records: list[dict]) -> bool:
+    wins = sum(r["outcome"] == "win" for r in records)
+    return wins * 2 > len(records) and not any(r["outcome"] == "loss" for r in records)
+
+
+def _at_largest_common_n(a: pd.DataFrame, b: pd.DataFrame) -> int | None:
+    common = set(a.n_train) & set(b.n_train)
+    return max(common) if common else None
+
+
+def _pairs(a: pd.DataFrame, b: pd.DataFrame, on: list[str], z: float, where: str) -> list[dict]:
+    """Compare every A row with the B row that shares ``on`` (and the split), at their largest common n."""
+    out = []
+    for key, ga in a.groupby(on, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        gb = b[(b[on] == pd.Series(key, index=on)).all(axis=1)]
+        n = _at_largest_common_n(ga, gb)
+        if n is None:
+            continue
+        for split in sorted(set(ga.split) & set(gb.split)):
+            for _, ra in ga[(ga.n_train == n) & (ga.split == split)].iterrows():
+                for _, rb in gb[(gb.n_train == n) & (gb.split == split)].iterrows():
+                    out.append({"family": ra["family"], "split": split, "n": n, "where": where,
+                                **compare(ra, rb, z)})
+    return out
+
+
+def _result(claim: str, title: str, test: str, verdict: str, numbers: list[dict], explanation: str) -> dict:
+    assert verdict in VERDICTS
+    numbers = [{k: v.item() if isinstance(v, np.generic) else v for k, v in r.items()} for r in numbers]
+    return {"claim": claim, "title": title, "test": test, "verdict": verdict, "numbers": numbers,
+            "explanation": explanation}
+
+
+def _tally(records: list[dict]) -> str:
+    n = {o: sum(r["outcome"] == o for r in records) for o in ("win", "tie", "loss")}
+    return f"{n['win']} win(s), {n['tie']} tie(s), {n['loss']} loss(es) of {len(records)}"
+
+
+# ---------------------------------------------------------------------------- the six claims
+
+
+def claim_more_steps(df: pd.DataFrame, z: float = 2.0) -> dict:
+    """1. More refinement steps improve results, in- and out-of-distribution, in all three regimes.
+
+    (a) For every learned iterative learner, in every split, at the largest n it was rolled out
+    over more than one step: the final step beats step 1. (b) Where a one-shot learner of the same
+    regime, signal and state is present with context 'capped' (its training context): the
+    iterative learner's final step beats it at their largest common n, in every split.
+    Reproduced when (a) holds in every regime measured, and (b) holds where measured.
+    """
+    q = tag(quality(df), lambda r: f"{r['learner']} step {r['step']}")
+    it = learned(q)
+    steps, missing = [], [r for r in LEARNED if r not in set(it.regime)]
+    for (fam, regime, name, split), g in it.groupby(["family", "regime", "learner", "split"], sort=True):
+        multi = g.groupby("n_train")["step"].max()
+        if not (multi > 1).any():
+            continue
+        n = multi[multi > 1].index.max()
+        at = g[g.n_train == n]
+        first, last = at[at.step == 1], at[at.step == at.step.max()]
+        if len(first):
+            steps.append({"family": fam, "split": split, "n": n, "where": f"{regime}: final step vs step 1",
+                          **compare(last.iloc[0], first.iloc[0], z)})
+    capped = tag(learned(quality(df), "one_shot"), label)
+    capped = capped[capped.context == "capped"]
+    one_shot = _pairs(tag(final_step(it), label), capped, ["family", "regime", "signal", "state"], z,
+                      "iterative (final step) vs one-shot (capped)")
+    test = ("(a) each learned iterative learner, each split, at the largest n with more than one step: "
+            f"final step vs step 1; (b) iterative final step vs one-shot [capped] of the same regime/signal/"
+            f"state at the largest common n, each split. 'Win' = lower by > {z:g} SE. Reproduced when, in every "
+            "regime measured, (a) has more wins than half and no loss, and (b) likewise where measured.")
+    title = "More refinement steps improve results, in- and out-of-distribution, in all three regimes"
+    if not steps:
+        return _result("1", title, test, "not measured", [], "no learned iterative learner with more than one step")
+    by_regime = {r: [s for s in steps if s["where"].startswith(r)] for r in LEARNED}
+    by_regime = {r: v for r, v in by_regime.items() if v}
+    ok = all(holds(v) for v in by_regime.values()) and (holds(one_shot) if one_shot else True)
+    parts = [f"steps, {r}: {_tally(v)}" for r, v in by_regime.items()]
+    parts.append(f"vs one-shot capped: {_tally(one_shot)}" if one_shot else "vs one-shot capped: not measured")
+    if missing:
+        parts.append(f"regime(s) not measured: {', '.join(missing)}")
+    return _result("1", title, test, "reproduced" if ok else "not reproduced", steps + one_shot, "; ".join(parts))
+
+
+def claim_signal(df: pd.DataFrame, z: float = 2.0) -> dict:
+    """2. Observations beat gradients in low dimension; gradients help in high dimension or with few
+    points; both together is often best.
+
+    Parametric iterative learners with signals obs/grad/both, split id, final step, grouped by
+    family kind; needs families of one kind at two or more input dimensions d. (a) at the lowest
+    d and the largest n: obs beats grad. (b) at the highest d and the smallest n: the better of
+    grad and both beats obs. Reproduced when (a) and (b) each have more wins than half and no loss.
+    'Both is best' (lowest of the three) is counted over every (family, n) and reported, not judged.
+    """
+    q = tag(final_step(learned(quality(df))), lambda r: f"{r['learner']} (d={r['dim']})")
+    p = q[(q.regime == "parametric") & q.signal.isin(["obs", "grad", "both"]) & (q.split == "id")]
+    p = best_of(p, ["family", "signal", "n_train"])
+    low, high, both_best, cells = [], [], 0, 0
+    for kind, g in p.groupby("kind", sort=True):
+        dims = sorted({d for d, gd in g.groupby("dim") if {"obs", "grad"} <= set(gd.signal)})
+        if len(dims) < 2:
+            continue
+        for fam, gf in g[g.dim == dims[0]].groupby("family"):
+            s = {sig: gs.set_index("n_train") for sig, gs in gf.groupby("signal")}
+            ns = sorted(set(s["obs"].index) & set(s["grad"].index))
+            if ns:
+                low.append({"family": fam, "where": f"lowest d={dims[0]}, largest n", "n": ns[-1],
+                            **compare(s["obs"].loc[ns[-1]], s["grad"].loc[ns[-1]], z)})
+        for fam, gf in g[g.dim == dims[-1]].groupby("family"):
+            s = {sig: gs.set_index("n_train") for sig, gs in gf.groupby("signal")}
+            ns = sorted(set(s.get("obs", pd.DataFrame()).index) & set(s["grad"].index))
+            if ns:
+                cand = [s[k].loc[ns[0]] for k in ("grad", "both") if k in s and ns[0] in s[k].index]
+                best = min(cand, key=lambda r: r["value"])
+                high.append({"family": fam, "where": f"highest d={dims[-1]}, smallest n", "n": ns[0],
+                             **compare(best, s["obs"].loc[ns[0]], z)})
+        for (_, _), gc in g.groupby(["family", "n_train"]):
+            if set(gc.signal) == {"obs", "grad", "both"}:
+                cells += 1
+                both_best += gc.loc[gc.value.idxmin(), "signal"] == "both"
+    test = ("Parametric iterative learners, split id, final step, per family kind with >= 2 input dims d: "
+            f"(a) lowest d, largest n: obs vs grad; (b) highest d, smallest n: best of grad/both vs obs. "
+            f"'Win' = lower by > {z:g} SE. Reproduced when (a) and (b) each have more wins than half and no loss.")
+    title = "Observations beat gradients in low dimension; gradients help in high dimension or with few points"
+    if not low or not high:
+        return _result("2", title, test, "not measured", low + high,
+                       "needs parametric obs and grad learners on families of one kind at two or more dims")
+    ok = holds(low) and holds(high)
+    text = (f"(a) obs vs grad at low d: {_tally(low)}; (b) grad/both vs obs at high d, small n: {_tally(high)}; "
+            f"both was best in {both_best} of {cells} (family, n) cells")
+    return _result("2", title, test, "reproduced" if ok else "not reproduced", low + high, text)
+
+
+def _matched(df: pd.DataFrame, z: float, on: list[str], a_sel, b_sel, where: str) -> list[dict]:
+    q = tag(final_step(learned(quality(df))), label)
+    return _pairs(best_of(q[a_sel(q)], on + ["split", "n_train"]), best_of(q[b_sel(q)], on + ["split", "n_train"]),
+                  on, z, where)
+
+
+def claim_parametric_explicit(df: pd.DataFrame, z: float = 2.0) -> dict:
+    """3. Parametric beats explicit.
+
+    Iterative learners at matched signal (same family and signal), best learner of each regime,
+    final step, at their largest common n, in every split. Reproduced when parametric has more wins
+    than half and no loss (a loss: explicit lower by more than z SE).
+    """
+    recs = _matched(df, z, ["family", "signal"], lambda q: q.regime == "parametric",
+                    lambda q: q.regime == "explicit", "parametric vs explicit, matched signal")
+    test = (f"Parametric vs explicit iterative learners with the same family and signal, final step, largest "
+            f"common n, every split. 'Win' = parametric lower by > {z:g} SE. Reproduced when wins are more "
+            "than half and there is no loss.")
+    title = "Parametric beats explicit"
+    if not recs:
+        return _result("3", title, test, "not measured", [], "no parametric and explicit learners with a common signal")
+    return _result("3", title, test, "reproduced" if holds(recs) else "not reproduced", recs, _tally(recs))
+
+
+def claim_history(df: pd.DataFrame, z: float = 2.0, tolerance: float = 0.10) -> dict:
+    """4. A history window barely helps.
+
+    Each learner with a history window (history > 0) against the Markovian learner of the same
+    family, regime, signal and state, final step, largest common n, every split. The window
+    *helps* when it is lower by more than z SE and by more than ``tolerance`` (relative).
+    Reproduced when it helps in no comparison. (A window that hurts is consistent with the claim
+    and is reported as a change.)
+    """
+    q = tag(final_step(quality(df)), label)
+    hist, base = learned(q, history=True), learned(q)
+    recs = _pairs(hist, base, ["family", "regime", "signal", "state"], z, "history window vs Markovian")
+    for r in recs:
+        r["relative change"] = (r["value A"] - r["value B"]) / r["value B"] if r["value B"] else math.nan
+        r["helps"] = bool(r["outcome"] == "win" and r["relative change"] < -tolerance)
+    test = (f"History > 0 learners vs the Markovian learner with the same family/regime/signal/state, final "
+            f"step, largest common n, every split. 'Helps' = lower by > {z:g} SE and by > {tolerance:.0%}. "
+            "Reproduced when the window helps in no comparison.")
+    title = "A history window barely helps"
+    if not recs:
+        return _result("4", title, test, "not measured", [], "no learner with a history window and its Markovian twin")
+    changes = [r["relative change"] for r in recs]
+    text = (f"relative change of the error with the window: median {np.median(changes):+.1%}, range "
+            f"{min(changes):+.1%} to {max(changes):+.1%}; helps in {sum(r['helps'] for r in recs)} of {len(recs)}")
+    return _result("4", title, test, "not reproduced" if any(r["helps"] for r in recs) else "reproduced", recs, text)
+
+
+def claim_logits(df: pd.DataFrame, z: float = 2.0) -> dict:
+    """5. Logits are the best implicit state.
+
+    Implicit iterative learners, best learner per state, final step: logits against each other
+    state (probs, hidden) of the same family at their largest common n, every split. Reproduced
+    when logits has more wins than half and no loss.
+    """
+    recs = []
+    for other in ("probs", "hidden"):
+        recs += _matched(df, z, ["family"], lambda q: (q.regime == "implicit") & (q.state == "logits"),
+                         lambda q, o=other: (q.regime == "implicit") & (q.state == o), f"logits vs {other}")
+    test = (f"Implicit iterative learners: state logits vs probs and vs hidden, same family, final step, largest "
+            f"common n, every split. 'Win' = logits lower by > {z:g} SE. Reproduced when wins are more than half "
+            "and there is no loss.")
+    title = "Logits are the best implicit state"
+    if not recs:
+        return _result("5", title, test, "not measured", [], "no implicit learner with state logits and another state")
+    return _result("5", title, test, "reproduced" if holds(recs) else "not reproduced", recs, _tally(recs))
+
+
+def claim_cost(df: pd.DataFrame, factor: float = 3.0, slope_tol: float = 0.3) -> dict:
+    """6. Iterating is about K times cheaper than one shot over the same data.
+
+    Cost rows (split id, wall_time_s): each learned iterative learner against the one-shot learner
+    (context 'all') of the same family, regime, signal and state, over their common n. At the
+    largest n, K = n / B (B: the iterative learner's mini-batch) and R = t_one_shot / t_iterative.
+    A pair passes when K/factor <= R <= K*factor, or when the fitted log-log slopes of wall time
+    against n are within ``slope_tol`` of 2 (one-shot) and 1 (iterative). Reproduced when all pass.
+    """
+    c = df[(df.split == "id") & df.regime.isin(LEARNED) & df.metric.isin(["wall_time_s", "peak_memory_mb"])]
+    c = final_step(c)
+    it, os_ = c[c["mode"] == "iterative"], c[(c["mode"] == "one_shot") & (c.context == "all")]
+    recs = []
+    for key, ga in it.groupby(["family", "regime", "signal", "state", "learner"], sort=True):
+        gb = os_[(os_.family == key[0]) & (os_.regime == key[1]) & (os_.signal == key[2]) & (os_.state == key[3])]
+        ta = ga[ga.metric == "wall_time_s"].set_index("n_train")
+        for name, gbl in gb.groupby("learner", sort=True):
+            tb = gbl[gbl.metric == "wall_time_s"].set_index("n_train")
+            ns = np.array(sorted(set(ta.index) & set(tb.index)))
+            if len(ns) == 0:
+                continue
+            n = ns[-1]
+            k, ratio = n / ta.loc[n, "batch_size"], tb.loc[n, "value"] / ta.loc[n, "value"]
+            s_it, s_os = loglog_slope(ns, ta.loc[ns, "value"].to_numpy()), loglog_slope(ns, tb.loc[ns, "value"].to_numpy())
+            ma, mb = ga[ga.metric == "peak_memory_mb"].set_index("n_train"), gbl[gbl.metric == "peak_memory_mb"].set_index("n_train")
+            mem = mb.loc[n, "value"] / ma.loc[n, "value"] if n in ma.index and n in mb.index else math.nan
+            ok = (k / factor <= ratio <= k * factor) or (abs(s_os - 2) <= slope_tol and abs(s_it - 1) <= slope_tol)
+            recs.append({"family": key[0], "iterative": key[4], "one-shot": name, "n": int(n), "K = n/B": k,
+                         "time ratio one-shot/iterative": ratio, "slope iterative": s_it, "slope one-shot": s_os,
+                         "memory ratio one-shot/iterative": mem, "passes": bool(ok)})
+    test = (f"Wall time (split id) of each learned iterative learner and its one-shot [all] counterpart at their "
+            f"largest common n: R = t_one_shot / t_iterative against K = n/B. Passes when K/{factor:g} <= R <= "
+            f"{factor:g}K, or when the log-log slopes of time against n are 2 +- {slope_tol:g} (one-shot) and "
+            f"1 +- {slope_tol:g} (iterative). Reproduced when every pair passes.")
+    title = "Iterating is about K times cheaper than one shot over the same data"
+    if not recs:
+        return _result("6", title, test, "not measured", [], "no wall-time rows for an iterative learner and its one-shot twin")
+    text = "; ".join(f"{r['family']}/{r['iterative']}: R = {r['time ratio one-shot/iterative']:.3g} at n = {r['n']} "
+                     f"(K = {r['K = n/B']:g}), slopes {r['slope one-shot']:.2f} vs {r['slope iterative']:.2f}" for r in recs)
+    return _result("6", title, test, "reproduced" if all(r["passes"] for r in recs) else "not reproduced", recs, text)
+
+
+def evaluate_claims(df: pd.DataFrame, options: dict | None = None) -> list[dict]:
+    """All six claims; ``options`` (the params' ``report:`` section) may set ``significance``
+    (z, default 2), ``history_tolerance`` (0.10) and ``cost_factor`` (3)."""
+    o = options or {}
+    z = float(o.get("significance", 2.0))
+    return [claim_more_steps(df, z), claim_signal(df, z), claim_parametric_explicit(df, z),
+            claim_history(df, z, float(o.get("history_tolerance", 0.10))), claim_logits(df, z),
+            claim_cost(df, float(o.get("cost_factor", 3.0)))]

@@ -1,0 +1,310 @@
+"""Draw the figures from the results table: a fixed list of PNGs (:data:`FIGURES`), always all written.
+
+A figure whose rows are absent from the table is still written, saying "not measured in this run"
+and what it needs, so that the workflow's outputs are the same for every params file.
+
+    iai figures --results data/results/results.csv --out reports/figures [--params params/default.yaml]
+
+The training context size marked on the error-vs-n plots (the most points a one-shot learner was
+trained to read) is, per family: the batch_size of its one-shot 'capped' rows; else, with
+``--params``, ``report.train_context``; else the largest train.batch_size * train.max_steps of the
+family's runs (the top-level train section when it has none). Without either, no marker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from . import results
+from .plotting import (LOG_METRICS, METRIC_LABELS, N_LABEL, REFERENCE_STYLE, clip_range, grid, learner_styles,
+                       legend, lines, log2_axis, not_measured, panel_title, plain, plt, save, vline, y_axis)
+from .selection import LEARNED, final_step, learned, loglog_slope, quality, reference, tag, training_context
+
+log = logging.getLogger(__name__)
+
+FIGURES = {
+    "error_vs_n.png": "Error against dataset size n (split id, each learner at its final step), per family, with "
+                      "the exact reference (black dashed) and the one-shot learners' training context (grey "
+                      "dotted line). Shaded bands (+-1 standard error over tasks) in panels with few lines.",
+    "error_vs_steps.png": "Error against refinement steps at the largest n, per family and regime (split id): "
+                          "learned iterative learners, the exact reference fed the same mini-batches, the one-shot "
+                          "learners (horizontal lines) and the number of steps trained (grey dotted line).",
+    "id_vs_ood.png": "In- against out-of-distribution: every learner's error at the largest n (final step) in "
+                     "each split, +-1 standard error; an arrow marks a value beyond the axis.",
+    "signal_vs_dim.png": "Input signal of the parametric learner (observations vs gradients vs both) across input "
+                         "dimensions d, split id, final step; regression as a ratio to the Bayes excess risk "
+                         "or classification as the error rate above MAP's (no error bands on these: learner and reference share tasks).",
+    "regimes.png": "Parametric vs explicit vs implicit: the learned iterative (Markovian) learners of each regime "
+                   "against n (split id, final step); regression as a ratio to the Bayes excess risk, classification "
+                   "as the error rate above MAP's.",
+    "cost.png": "Measured wall time and peak memory of the iterative learner and its one-shot counterpart "
+                "(context all) against n, log-log, with fitted slopes; grey guides show wall time growing as n and n².",
+}
+SIGNAL_STYLES = {"obs": dict(color="#1f77b4", marker="o", order=(0,)), "grad": dict(color="#d62728", marker="s", order=(1,)),
+                 "both": dict(color="#2ca02c", marker="^", order=(2,))}
+
+
+def relative(g: pd.DataFrame, ref: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """A ``plot`` column against the exact reference at the same (family, split, n): regression as
+    value / Bayes excess risk (metric "ratio"), classification as error rate - MAP error rate
+    ("excess_error"); the value itself where there is no reference."""
+    g = g.copy()
+    metric = g.metric.iloc[0] if not g.empty else ""
+    how = {("bayes", "excess_risk"): "ratio", ("map", "error_rate"): "excess_error"}
+    kind = how.get((ref.learner.iloc[0], metric)) if not ref.empty and ref.learner.nunique() == 1 else None
+    if kind is None:
+        g["plot"] = g["value"]
+        return g, metric
+    base = ref.set_index(["family", "split", "n_train"])["value"]
+    base = base.reindex(pd.MultiIndex.from_frame(g[["family", "split", "n_train"]])).to_numpy()
+    g["plot"] = g["value"] / base if kind == "ratio" else g["value"] - base
+    return g[np.isfinite(g["plot"])], kind
+
+
+def fig_error_vs_n(df: pd.DataFrame, styles: dict, contexts: dict):
+    q = tag(final_step(quality(df)))
+    q = q[q.split == "id"]
+    fams = sorted(q.family.unique())
+    if not fams:
+        return not_measured("error_vs_n.png", "no error rows in split id")
+    fig, axes = grid(len(fams), 2)
+    for ax, fam in zip(axes, fams):
+        g = q[q.family == fam]
+        lines(ax, g, "n_train", styles)
+        log2_axis(ax, g.n_train)
+        y_axis(ax, g.metric.iloc[0], g.value)
+        vline(ax, contexts.get(fam), f"training context {contexts.get(fam)}")
+        ax.set(title=panel_title(q, fam), xlabel=N_LABEL)
+    legend(fig, axes, styles)
+    fig.suptitle("Error against dataset size (split id, final step)", weight="bold")
+    return fig
+
+
+def fig_error_vs_steps(df: pd.DataFrame, styles: dict, contexts: dict):
+    q = tag(quality(df))
+    q = q[q.split == "id"]
+    it = pd.concat([learned(q), learned(q, history=True)])
+    panels = sorted({(f, r) for f, r in zip(it.family, it.regime)}, key=lambda p: (p[0], LEARNED.index(p[1])))
+    if not panels:
+        return not_measured("error_vs_steps.png", "no learned iterative learner")
+    fig, axes = grid(len(panels), 3, w=4.6)
+    for ax, (fam, regime) in zip(axes, panels):
+        g = it[(it.family == fam) & (it.regime == regime)]
+        n = int(g.n_train.max())
+        g = g[g.n_train == n]
+        bsize = int(g.batch_size.iloc[0])
+        ref = reference(q, fam)
+        ref = ref[(ref.n_train == n) & (ref.batch_size == bsize)]
+        lines(ax, pd.concat([g, ref]), "step", styles)
+        one = final_step(learned(q, "one_shot"))
+        one = one[(one.family == fam) & (one.regime == regime) & (one.n_train == n)]
+        for _, r in one.iterrows():
+            st = styles.get(r["label"], {})
+            ax.axhline(r["value"], color=st.get("color"), ls=st.get("ls", "--"), lw=1.4, label=r["label"])
+        log2_axis(ax, g.step)
+        y_axis(ax, g.metric.iloc[0], pd.concat([g.value, ref.value, one.value]))
+        k = contexts.get(fam)
+        vline(ax, k / bsize if k else None, f"trained steps {k // bsize}" if k else "")
+        ax.set(title=f"{fam} · {regime}  (n = {n}, B = {bsize})", xlabel="refinement steps  [log₂]")
+    legend(fig, axes, styles)
+    fig.suptitle("Error against refinement steps at the largest n (split id)", weight="bold")
+    return fig
+
+
+def _dot_rows(ax, g: pd.DataFrame, labels: list[str], palette: dict) -> None:
+    """Learners down the y axis, one dot (+-1 SE) per split; values past the axis drawn as arrows."""
+    splits = [s for s in palette if s in set(g.split)]
+    log = g.metric.iloc[0] in LOG_METRICS
+    lim = clip_range(g.value, log)
+    for j, split in enumerate(splits):
+        s = g[g.split == split].set_index("label").reindex(labels)
+        y = np.arange(len(labels)) + (j - (len(splits) - 1) / 2) * 0.8 / len(splits)
+        v = s["value"].to_numpy()
+        out = lim is not None and np.nan_to_num(v) > lim[1]
+        ax.errorbar(np.where(out, np.nan, v), y, xerr=s["sem"].fillna(0), fmt="o", ms=4.5, color=palette[split],
+                    label=split, elinewidth=1, capsize=0)
+        if lim is not None and out.any():
+            ax.plot(np.full(out.sum(), lim[1]), y[out], ">", color=palette[split], ms=6, clip_on=False)
+    ax.set_yticks(np.arange(len(labels)), labels, fontsize=8)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.set_xlabel(METRIC_LABELS.get(g.metric.iloc[0], g.metric.iloc[0]))
+    if log:
+        ax.set_xscale("log")
+    if lim is not None:
+        ax.set_xlim(*lim)
+
+
+def fig_id_vs_ood(df: pd.DataFrame, styles: dict, contexts: dict):
+    q = tag(final_step(quality(df)))
+    counts = {f: g.label.nunique() for f, g in q.groupby("family") if g.split.nunique() > 1}
+    fams = sorted(counts, key=lambda f: (-counts[f], f))  # tall panels share a row
+    if not fams:
+        return not_measured("id_vs_ood.png", "no family with an out-of-distribution split")
+    splits = sorted(q.split.unique(), key=lambda s: (s != "id", s))
+    palette = dict(zip(splits, ["black"] + sns.color_palette("Set1", len(splits))[: len(splits) - 1]))
+    heights = [0.3 * max(counts[f] for f in fams[i:i + 2]) + 1.3 for i in range(0, len(fams), 2)]
+    fig, axes = grid(len(fams), 2, w=6.2, legend=1.8, heights=heights)
+    for ax, fam in zip(axes, fams):
+        g = q[q.family == fam]
+        g = g[g.n_train == g.n_train.max()]
+        labels = sorted(g.label.unique(), key=lambda k: styles.get(k, {}).get("order", (9, k)))
+        _dot_rows(ax, g, labels, palette)
+        ax.set_title(f"{panel_title(q, fam)}, n = {int(g.n_train.max())}")
+    legend(fig, axes, {s: {"order": (i,)} for i, s in enumerate(splits)}, "split")
+    fig.suptitle("In- vs out-of-distribution (largest n, final step)", weight="bold")
+    return fig
+
+
+def fig_signal_vs_dim(df: pd.DataFrame, styles: dict, contexts: dict):
+    q = tag(final_step(quality(df)))
+    q = q[q.split == "id"]
+    p = learned(q)
+    p = p[(p.regime == "parametric") & p.signal.isin(list(SIGNAL_STYLES))]
+    kinds = sorted(p.kind.unique(), key=lambda k: (-p[p.kind == k].dim.nunique(), k))
+    if not kinds:
+        return not_measured("signal_vs_dim.png", "no parametric learner with signal obs, grad or both")
+    dims = {k: sorted(p[p.kind == k].dim.unique()) for k in kinds}
+    ncols = max(len(v) for v in dims.values())
+    fig, cells = grid(len(kinds) * ncols, ncols, w=4.6, legend=2.4)
+    for i, kind in enumerate(kinds):
+        for j in range(ncols):
+            ax = cells[i * ncols + j]
+            if j >= len(dims[kind]):
+                ax.set_visible(False)
+                continue
+            g = p[(p.kind == kind) & (p.dim == dims[kind][j])]
+            fams = sorted(g.family.unique())
+            ref = pd.concat([reference(q, f) for f in fams])
+            g, metric = relative(g, ref)
+            ref, _ = relative(ref, ref)
+            for sig, gs in g.groupby("signal"):
+                lab = gs.label if gs.learner.nunique() > 1 else sig
+                lines(ax, gs.assign(label=lab), "n_train", {lab: plain(SIGNAL_STYLES[sig])}, y="plot",
+                      bands=metric == g.metric.iloc[0])
+            lines(ax, ref.assign(label="exact reference"), "n_train", {"exact reference": REFERENCE_STYLE},
+                  y="plot", bands=metric == g.metric.iloc[0])
+            log2_axis(ax, g.n_train)
+            y_axis(ax, metric, g["plot"])
+            vline(ax, contexts.get(fams[0]), f"training context {contexts.get(fams[0])}")
+            ax.set(title=f"{kind.replace('_', ' ')}, d = {dims[kind][j]}  ({', '.join(fams)})", xlabel=N_LABEL)
+    legend(fig, cells, SIGNAL_STYLES, "signal")
+    fig.suptitle("Parametric learner: observations vs gradients vs both, across input dimension d", weight="bold")
+    return fig
+
+
+def fig_regimes(df: pd.DataFrame, styles: dict, contexts: dict):
+    q = tag(final_step(quality(df)))
+    q = q[q.split == "id"]
+    it = learned(q)
+    fams = sorted(f for f, g in it.groupby("family") if g.regime.nunique() > 1)
+    if not fams:
+        return not_measured("regimes.png", "no family with learned learners of two or more regimes")
+    fig, axes = grid(len(fams), 2)
+    for ax, fam in zip(axes, fams):
+        ref = reference(q, fam)
+        g, metric = relative(pd.concat([it[it.family == fam], ref]), ref)
+        lines(ax, g, "n_train", styles, y="plot", bands=None if metric == g.metric.iloc[0] else False)
+        log2_axis(ax, g.n_train)
+        y_axis(ax, metric, g["plot"])
+        vline(ax, contexts.get(fam), f"training context {contexts.get(fam)}")
+        ax.set(title=panel_title(q, fam), xlabel=N_LABEL)
+    legend(fig, axes, styles)
+    fig.suptitle("Parametric (blue) vs explicit (orange) vs implicit (green), split id", weight="bold")
+    return fig
+
+
+def fig_cost(df: pd.DataFrame, styles: dict, contexts: dict):
+    c = df[df.metric.isin(["wall_time_s", "peak_memory_mb"]) & (df.split == "id")]
+    c = tag(final_step(c))
+    if c.empty:
+        return not_measured("cost.png", "no wall_time_s / peak_memory_mb rows")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), layout="constrained")
+    for ax, metric in zip(axes, ["wall_time_s", "peak_memory_mb"]):
+        g = c[c.metric == metric]
+        ax.set(xlabel=N_LABEL, title=f"{metric.removesuffix('_s').removesuffix('_mb').replace('_', ' ')} "
+                                     "of a whole rollout (split id)")
+        if g.empty:
+            ax.text(0.5, 0.5, "not measured in this run", ha="center", transform=ax.transAxes)
+            continue
+        for lab, gl in g.groupby("label", sort=True):
+            gl = gl.sort_values("n_train")
+            slope = f"{loglog_slope(gl.n_train, gl.value):.2f}".replace("-0.00", "0.00")
+            name = f"{gl.family.iloc[0]} · {lab}" if g.family.nunique() > 1 else lab
+            ax.plot(gl.n_train, gl.value, label=f"{name}: slope {slope}", **plain(styles.get(lab, {})))
+        log2_axis(ax, g.n_train)
+        y_axis(ax, metric, g.value)
+        ax.legend(fontsize=8, loc="upper left", title="fitted log-log slope", title_fontsize=8)
+        if metric != "wall_time_s":
+            continue
+        ylim = ax.get_ylim()
+        n0, v0 = g.n_train.min(), g[g.n_train == g.n_train.min()].value.min()
+        ns = np.geomspace(n0, g.n_train.max(), 32)
+        for power, text in ((1, "∝ n"), (2, "∝ n²")):
+            ax.plot(ns, v0 * (ns / n0) ** power, color="0.75", lw=1, zorder=0)
+            inside = ns[v0 * (ns / n0) ** power <= ylim[1]][-1]
+            ax.annotate(text, (inside, v0 * (inside / n0) ** power), fontsize=8, color="0.5", xytext=(-4, 4),
+                        textcoords="offset points", ha="right")
+        ax.set_ylim(ylim)
+    fig.suptitle("Cost: iterative vs one-shot over the same data", weight="bold")
+    return fig
+
+
+DRAW = {"error_vs_n.png": fig_error_vs_n, "error_vs_steps.png": fig_error_vs_steps, "id_vs_ood.png": fig_id_vs_ood,
+        "signal_vs_dim.png": fig_signal_vs_dim, "regimes.png": fig_regimes, "cost.png": fig_cost}
+
+
+def draw_all(df: pd.DataFrame, out: str | Path, train_context: dict | int | None = None) -> dict[str, Path]:
+    """Write every figure of :data:`FIGURES` under ``out``; returns name -> path."""
+    out = Path(out)
+    default = train_context if isinstance(train_context, dict) else {}
+    contexts = {f: training_context(df, f, default.get(f, train_context if isinstance(train_context, int) else None))
+                for f in df.family.unique()}
+    styles = learner_styles(df)
+    paths = {}
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
+        for name in FIGURES:
+            fig = DRAW[name](df, styles, contexts)
+            save(fig, out / name)
+            paths[name] = out / name
+            log.info("wrote %s", out / name)
+    return paths
+
+
+def params_context(params) -> dict[str, int]:
+    """Training context per family from params (see the module docstring)."""
+    if params.report.get("train_context"):
+        return {f: int(params.report["train_context"]) for f in params.families}
+    top = params.raw["train"]
+    out = {f: top.get("batch_size", 1) * top.get("max_steps", 1) for f in params.families}
+    for f in params.families:
+        runs = [r for r in params.runs if r.family == f]
+        if runs:
+            out[f] = max(r.train["batch_size"] * r.train["max_steps"] for r in runs)
+    return out
+
+
+def known_learners(params) -> set[str]:
+    return set(params.references["learners"]) | {r.name for r in params.runs}
+
+
+def cli_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", default="data/results/results.csv", help="results table (CSV)")
+    p.add_argument("--out", default="reports/figures", help="folder for the PNGs (default: reports/figures)")
+    p.add_argument("--params", help="params YAML: checks learner names, gives the training context size")
+
+
+def cli_main(args: argparse.Namespace) -> None:
+    params = None
+    if args.params:
+        from .params import load_params
+
+        params = load_params(args.params)
+    df = results.read(args.results, known_learners(params) if params else None)
+    paths = draw_all(df, args.out, params_context(params) if params else None)
+    print(f"wrote {len(paths)} figures to {args.out}")

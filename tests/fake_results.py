@@ -1,0 +1,142 @@
+"""A realistic results table for the figure, claim and report tests.
+
+Reference rows are real rollouts of the exact and classical learners (``iai.rollout.rollout``) on
+small task sets; the learned learners' rows are hand-made from them (a learned learner at (n, step)
+is given the reference's value at the same (n, step) times a fixed factor per variant), because
+training real learners would take minutes. Cost rows are made with wall time proportional to the
+steps for the iterative learner and to their square for its one-shot counterpart.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from iai import results
+from iai.references import reference_learner
+from iai.rollout import rollout
+from iai.tasks import family_splits, make_family
+from iai.utils import derive_seed
+
+B = 16          # mini-batch size
+K_TRAIN = 8     # training steps: the one-shot learners' context is B * K_TRAIN = 128 points
+SIZES = (16, 32, 64, 128, 256)
+FAMILIES = {
+    "linreg": ("linear_regression", dict(dim=8, noise_std=0.5)),
+    "logreg": ("linear_classification", dict(dim=8, n_classes=4)),
+    "linreg_d2": ("linear_regression", dict(dim=2, noise_std=0.5)),
+    "linreg_d32": ("linear_regression", dict(dim=32, noise_std=0.5)),
+}
+REFERENCES = {"linear_regression": ("bayes", "ols", "sgd", "adam", "knn"),
+              "linear_classification": ("map", "sgd", "adam", "knn")}
+LRS = {"sgd": {"linear_regression": 0.1, "linear_classification": 1.0}, "adam": {"linear_regression": 0.1,
+                                                                                   "linear_classification": 0.1}}
+# (learner, regime, signal, state, history, mode, context) -> quality factor over the reference
+LEARNED = [
+    ("parametric_obs", "parametric", "obs", "none", 0, "iterative", "all", 1.10),
+    ("parametric_grad", "parametric", "grad", "none", 0, "iterative", "all", 1.30),
+    ("parametric_both", "parametric", "both", "none", 0, "iterative", "all", 1.05),
+    ("parametric_obs_hist", "parametric", "obs", "none", 2, "iterative", "all", 1.08),
+    ("explicit_obs", "explicit", "obs", "none", 0, "iterative", "all", 1.50),
+    ("explicit_both", "explicit", "both", "none", 0, "iterative", "all", 1.45),
+    ("implicit_logits", "implicit", "none", "logits", 0, "iterative", "all", 1.20),
+    ("implicit_hidden", "implicit", "none", "hidden", 0, "iterative", "all", 1.35),
+    ("implicit_probs", "implicit", "none", "probs", 0, "iterative", "all", 1.50),
+    ("parametric_obs_1shot", "parametric", "obs", "none", 0, "one_shot", "capped", 1.10),
+    ("parametric_obs_1shot", "parametric", "obs", "none", 0, "one_shot", "all", 1.10),
+    ("implicit_logits_1shot", "implicit", "none", "logits", 0, "one_shot", "capped", 1.20),
+]
+# signal factors per dimension for the signal-vs-dimension families: obs wins in low d, grad in high d
+SIGNAL_FACTORS = {2: {"obs": 1.05, "grad": 1.5, "both": 1.08}, 32: {"obs": 1.8, "grad": 1.25, "both": 1.2}}
+
+
+def reference_rows(name: str, fam_name: str, kind: str, options: dict, n_tasks: int) -> list[dict]:
+    family = make_family(kind, **options)
+    rows = []
+    for split, fam in family_splits(family).items():
+        seed = derive_seed(0, "fake", fam_name, split)
+        bank = fam.sample(n_tasks, max(SIZES), 32, seed)
+        refs = {"references": {k: {"lr": {fam_name: v[kind]}} for k, v in LRS.items()}}
+        learner = reference_learner(name, fam, fam_name, refs["references"])
+        regime = learner.regime
+        for n in SIZES:
+            for rec in rollout(learner, fam, bank.head(n), B, steps="log", seed=seed):
+                rows.append(dict(family=fam_name, kind=kind, dim=options["dim"], split=split, regime=regime,
+                                 learner=name, signal="none", state="none", history=0, mode="iterative",
+                                 context="all", batch_size=B, n_train=n, seed=seed, **rec))
+    return rows
+
+
+def _learned_value(ref: dict, factor: float, kind: str, step: int) -> tuple[float, float]:
+    factor *= 1 + 0.03 * max(0.0, math.log2(step / K_TRAIN))  # slow drift past the training steps
+    if kind == "linear_regression" or ref["metric"] == "nll":
+        return ref["value"] * factor, ref["sem"] * factor
+    return min(0.75, ref["value"] + 0.05 * (factor - 1)), ref["sem"]
+
+
+def learned_rows(ref: pd.DataFrame, specs: list[tuple], kind: str) -> list[dict]:
+    rows = []
+    by_key = {(r["split"], r["n_train"], r["step"], r["metric"]): r for r in ref.to_dict("records")}
+    final = ref.groupby(["split", "n_train", "metric"])["step"].max().to_dict()
+    for name, regime, signal, state, history, mode, context, factor in specs:
+        for r in ref.to_dict("records"):
+            row = {**r, "learner": name, "regime": regime, "signal": signal, "state": state,
+                   "history": history, "mode": mode, "context": context}
+            if mode == "one_shot":  # one step over (a random subset of) the data
+                if r["step"] != final[(r["split"], r["n_train"], r["metric"])]:
+                    continue
+                read = min(r["n_train"], B * K_TRAIN) if context == "capped" else r["n_train"]
+                src = by_key.get((r["split"], min(r["n_train"], B * K_TRAIN),
+                                  final[(r["split"], min(r["n_train"], B * K_TRAIN), r["metric"])], r["metric"]))
+                extra = 1.0 if read <= B * K_TRAIN else 1 + 0.5 * math.log2(read / (B * K_TRAIN))
+                src = src if context == "capped" else r
+                value, sem = _learned_value(src, factor * extra, kind, 1)
+                row.update(step=1, n_seen=read, batch_size=B * K_TRAIN if context == "capped" else r["n_train"])
+            else:
+                value, sem = _learned_value(r, factor, kind, r["step"])
+            rows.append({**row, "value": value, "sem": sem})
+    return rows
+
+
+def cost_rows(fam_name: str = "linreg") -> list[dict]:
+    rows = []
+    base = dict(family=fam_name, kind="linear_regression", dim=8, split="id", regime="parametric",
+                learner="parametric_obs", signal="obs", state="none", history=0, sem=float("nan"),
+                n_tasks=1, seed=0)
+    for n in (128, 256, 512, 1024, 2048):
+        k = math.ceil(n / B)
+        for mode, context, bs, steps, t, mem in (
+                ("iterative", "all", B, k, 2e-3 * k + 1e-3, 40.0 + 0.01 * B),
+                ("one_shot", "all", n, 1, 2e-3 * k * k / 1.5 + 1e-3, 40.0 + 2e-5 * n * n)):
+            name = "parametric_obs" if mode == "iterative" else "parametric_obs_1shot"
+            for metric, value in (("wall_time_s", t), ("peak_memory_mb", mem)):
+                rows.append({**base, "learner": name, "mode": mode, "context": context, "batch_size": bs,
+                             "n_train": n, "step": steps, "n_seen": n, "metric": metric, "value": value})
+    return rows
+
+
+def fake_table(n_tasks: int = 16) -> pd.DataFrame:
+    """The whole table: four families, every split, references, learned learners, cost rows."""
+    rows: list[dict] = []
+    for fam_name, (kind, options) in FAMILIES.items():
+        ref_name = "bayes" if kind == "linear_regression" else "map"
+        names = REFERENCES[kind] if fam_name in ("linreg", "logreg") else ("bayes",)
+        fam_rows = {name: reference_rows(name, fam_name, kind, options, n_tasks) for name in names}
+        for r in fam_rows.values():
+            rows += r
+        ref = pd.DataFrame(fam_rows[ref_name])
+        if fam_name in ("linreg", "logreg"):
+            specs = [s for s in LEARNED if not (kind == "linear_regression" and s[3] == "probs")]
+        else:
+            f = SIGNAL_FACTORS[options["dim"]]
+            specs = [(f"parametric_{s}", "parametric", s, "none", 0, "iterative", "all", f[s]) for s in f]
+        rows += learned_rows(ref[ref.split == "id"] if fam_name.startswith("linreg_") else ref, specs, kind)
+    rows += cost_rows()
+    return results.to_frame(rows)
+
+
+if __name__ == "__main__":  # python tests/fake_results.py out.csv: write the table to look at
+    import sys
+
+    results.write(fake_table(), sys.argv[1] if len(sys.argv) > 1 else "fake_results.csv")
