@@ -136,6 +136,36 @@ def fake_table(n_tasks: int = 16) -> pd.DataFrame:
     return results.to_frame(rows)
 
 
+
+_CACHE: dict = {}
+
+
+def cached_table() -> pd.DataFrame:
+    """The fake table, built once per test session (a copy each call)."""
+    if "table" not in _CACHE:
+        import torch
+
+        torch.set_num_threads(1)
+        _CACHE["table"] = fake_table()
+    return _CACHE["table"].copy()
+
+
+def cached_figures() -> str:
+    """Every figure drawn once per test session from the fake table, in a temporary folder."""
+    if "figures" not in _CACHE:
+        import atexit
+        import shutil
+        import tempfile
+
+        from iai.figures import draw_all
+
+        out = tempfile.mkdtemp(prefix="iai-figures-")
+        atexit.register(shutil.rmtree, out, ignore_errors=True)
+        draw_all(cached_table(), out)
+        _CACHE["figures"] = out
+    return _CACHE["figures"]
+
+
 if __name__ == "__main__":  # python tests/fake_results.py out.csv: write the table to look at
     import sys
 

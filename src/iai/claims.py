@@ -75,7 +75,7 @@ def _result(claim: str, title: str, test: str, verdict: str, numbers: list[dict]
 
 def _tally(records: list[dict]) -> str:
     n = {o: sum(r["outcome"] == o for r in records) for o in ("win", "tie", "loss")}
-    return f"{n['win']} win(s), {n['tie']} tie(s), {n['loss']} loss(es) of {len(records)}"
+    return f"better in {n['win']} of {len(records)}, tied in {n['tie']}, worse in {n['loss']}"
 
 
 # ---------------------------------------------------------------------------- the six claims
@@ -117,8 +117,9 @@ def claim_more_steps(df: pd.DataFrame, z: float = 2.0) -> dict:
     by_regime = {r: [s for s in steps if s["where"].startswith(r)] for r in LEARNED}
     by_regime = {r: v for r, v in by_regime.items() if v}
     ok = all(holds(v) for v in by_regime.values()) and (holds(one_shot) if one_shot else True)
-    parts = [f"steps, {r}: {_tally(v)}" for r, v in by_regime.items()]
-    parts.append(f"vs one-shot capped: {_tally(one_shot)}" if one_shot else "vs one-shot capped: not measured")
+    parts = [f"final step vs step 1, {r}: {_tally(v)}" for r, v in by_regime.items()]
+    parts.append(f"iterative vs one-shot [capped]: {_tally(one_shot)}" if one_shot
+                 else "iterative vs one-shot [capped]: not measured")
     if missing:
         parts.append(f"regime(s) not measured: {', '.join(missing)}")
     return _result("1", title, test, "reproduced" if ok else "not reproduced", steps + one_shot, "; ".join(parts))
@@ -168,7 +169,8 @@ def claim_signal(df: pd.DataFrame, z: float = 2.0) -> dict:
         return _result("2", title, test, "not measured", low + high,
                        "needs parametric obs and grad learners on families of one kind at two or more dims")
     ok = holds(low) and holds(high)
-    text = (f"(a) obs vs grad at low d: {_tally(low)}; (b) grad/both vs obs at high d, small n: {_tally(high)}; "
+    text = (f"(a) obs vs grad at the lowest d: {_tally(low)}; (b) grad or both vs obs at the highest d, smallest n: "
+            f"{_tally(high)}; "
             f"both was best in {both_best} of {cells} (family, n) cells")
     return _result("2", title, test, "reproduced" if ok else "not reproduced", low + high, text)
 
@@ -194,7 +196,8 @@ def claim_parametric_explicit(df: pd.DataFrame, z: float = 2.0) -> dict:
     title = "Parametric beats explicit"
     if not recs:
         return _result("3", title, test, "not measured", [], "no parametric and explicit learners with a common signal")
-    return _result("3", title, test, "reproduced" if holds(recs) else "not reproduced", recs, _tally(recs))
+    return _result("3", title, test, "reproduced" if holds(recs) else "not reproduced", recs,
+                   f"parametric vs explicit: {_tally(recs)}")
 
 
 def claim_history(df: pd.DataFrame, z: float = 2.0, tolerance: float = 0.10) -> dict:
@@ -241,7 +244,8 @@ def claim_logits(df: pd.DataFrame, z: float = 2.0) -> dict:
     title = "Logits are the best implicit state"
     if not recs:
         return _result("5", title, test, "not measured", [], "no implicit learner with state logits and another state")
-    return _result("5", title, test, "reproduced" if holds(recs) else "not reproduced", recs, _tally(recs))
+    return _result("5", title, test, "reproduced" if holds(recs) else "not reproduced", recs,
+                   f"logits vs the other states: {_tally(recs)}")
 
 
 def claim_cost(df: pd.DataFrame, factor: float = 3.0, slope_tol: float = 0.3) -> dict:

@@ -93,7 +93,7 @@ def fig_error_vs_steps(df: pd.DataFrame, styles: dict, contexts: dict):
     panels = sorted({(f, r) for f, r in zip(it.family, it.regime)}, key=lambda p: (p[0], LEARNED.index(p[1])))
     if not panels:
         return not_measured("error_vs_steps.png", "no learned iterative learner")
-    fig, axes = grid(len(panels), 3, w=4.6)
+    fig, axes = grid(len(panels), 3, w=4.1, h=3.5)
     for ax, (fam, regime) in zip(axes, panels):
         g = it[(it.family == fam) & (it.regime == regime)]
         n = int(g.n_train.max())
@@ -149,7 +149,7 @@ def fig_id_vs_ood(df: pd.DataFrame, styles: dict, contexts: dict):
     splits = sorted(q.split.unique(), key=lambda s: (s != "id", s))
     palette = dict(zip(splits, ["black"] + sns.color_palette("Set1", len(splits))[: len(splits) - 1]))
     heights = [0.3 * max(counts[f] for f in fams[i:i + 2]) + 1.3 for i in range(0, len(fams), 2)]
-    fig, axes = grid(len(fams), 2, w=6.2, legend=1.8, heights=heights)
+    fig, axes = grid(len(fams), 2, w=6.2, legend=0.6, heights=heights)
     for ax, fam in zip(axes, fams):
         g = q[q.family == fam]
         g = g[g.n_train == g.n_train.max()]
@@ -171,7 +171,7 @@ def fig_signal_vs_dim(df: pd.DataFrame, styles: dict, contexts: dict):
         return not_measured("signal_vs_dim.png", "no parametric learner with signal obs, grad or both")
     dims = {k: sorted(p[p.kind == k].dim.unique()) for k in kinds}
     ncols = max(len(v) for v in dims.values())
-    fig, cells = grid(len(kinds) * ncols, ncols, w=4.6, legend=2.4)
+    fig, cells = grid(len(kinds) * ncols, ncols, w=4.1, h=3.6, legend=0.6)
     for i, kind in enumerate(kinds):
         for j in range(ncols):
             ax = cells[i * ncols + j]
@@ -224,7 +224,7 @@ def fig_cost(df: pd.DataFrame, styles: dict, contexts: dict):
     c = tag(final_step(c))
     if c.empty:
         return not_measured("cost.png", "no wall_time_s / peak_memory_mb rows")
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
     for ax, metric in zip(axes, ["wall_time_s", "peak_memory_mb"]):
         g = c[c.metric == metric]
         ax.set(xlabel=N_LABEL, title=f"{metric.removesuffix('_s').removesuffix('_mb').replace('_', ' ')} "

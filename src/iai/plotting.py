@@ -132,24 +132,24 @@ def vline(ax, x: float | None, text: str) -> None:
                     ha="left", va="top", fontsize=8, color="0.3", rotation=90)
 
 
-def legend(fig, axes, styles: dict, title: str = "learner") -> None:
-    """One legend for the whole figure, outside on the right, in regime order."""
+def legend(fig, axes, styles: dict, title: str = "learner", ncols: int = 4) -> None:
+    """One legend for the whole figure, below the panels, in regime order."""
     entries = {}
     for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(lab, h)
     order = sorted(entries, key=lambda k: styles.get(k, {}).get("order", (9, k)))
     if order:
-        fig.legend([entries[k] for k in order], order, loc="outside right upper", fontsize=8, title=title,
-                   title_fontsize=9, frameon=False)
+        fig.legend([entries[k] for k in order], order, loc="outside lower center", fontsize=9, title=title,
+                   title_fontsize=9, frameon=False, ncols=min(ncols, len(order)))
 
 
-def grid(n: int, ncols: int, w: float = 5.2, h: float = 3.9, legend: float = 3.4, heights=None):
-    """A constrained-layout grid of n panels (extra cells hidden), room on the right for a legend."""
+def grid(n: int, ncols: int, w: float = 5.6, h: float = 3.9, legend: float = 1.6, heights=None):
+    """A constrained-layout grid of n panels (extra cells hidden), ``legend`` inches below for a legend."""
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
     heights = heights or [h] * nrows
-    fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols + legend, sum(heights)), squeeze=False,
+    fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols, sum(heights) + legend), squeeze=False,
                              layout="constrained", gridspec_kw={"height_ratios": heights})
     for ax in axes.flat[n:]:
         ax.set_visible(False)

@@ -1,0 +1,173 @@
+"""Write ``reports/index.html`` and ``reports/metrics.json`` from the results table and the figures.
+
+    iai report --results data/results/results.csv --figures reports/figures \\
+               --params params/default.yaml --stage-info data/**/*.json \\
+               --out reports/index.html --metrics reports/metrics.json
+
+The HTML is one self-contained file (CSS inline, figures embedded as PNG data and linked to the
+files beside it): it opens from disk with no server. It shows what was run (params, git commit,
+devices, durations per stage from the stages' summary JSON files), the six claims with their
+measured numbers and computed verdicts (:mod:`iai.claims`), a summary table of final numbers and
+every figure of :data:`iai.figures.FIGURES` with its caption. ``metrics.json`` holds the headline
+numbers for ``dvc metrics``: per family, split id, largest n, each learner's primary metric (and
+its ratio to Bayes for regression), and the claim verdicts; sorted keys, 6 significant digits.
+
+A stage summary (``--stage-info``) is a JSON object as the stages write it beside their outputs:
+``stage`` (else the file name), ``duration_s``, ``device``/``device_name`` and any other scalar
+fields (family, learner, ...); a list of such objects is accepted too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+
+from . import results
+from .claims import evaluate_claims
+from .figures import FIGURES, known_learners
+from .report_html import page
+from .selection import final_step, label, quality, reference
+from .utils import ConfigError, file_sha256, write_json, write_text
+
+
+def git_commit(cwd: str | Path = ".") -> str:
+    """``<sha> (clean)`` / ``<sha> (with uncommitted changes)``, or ``unknown`` outside a git checkout."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if sha.returncode != 0:
+        return "unknown (not a git checkout)"
+    return f"{sha.stdout.strip()[:12]} ({'with uncommitted changes' if dirty.stdout.strip() else 'clean'})"
+
+
+def read_stage_info(paths: list[str | Path]) -> pd.DataFrame:
+    """One row per stage job: stage, duration_s, device and the other scalar fields."""
+    rows = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"--stage-info: {path}: file not found")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"--stage-info: {path}: not valid JSON ({err})") from err
+        for item in data if isinstance(data, list) else [data]:
+            if not isinstance(item, dict):
+                raise ConfigError(f"--stage-info: {path}: expected a JSON object per stage, got {type(item).__name__}")
+            row = {k: v for k, v in item.items() if isinstance(v, (str, int, float, bool)) or v is None}
+            row.setdefault("stage", path.stem)
+            row["file"] = str(path)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _num(v, digits: int = 6):
+    """JSON-safe rounded number (NaN and inf become null)."""
+    if v is None or not math.isfinite(float(v)):
+        return None
+    return float(f"{float(v):.{digits}g}")
+
+
+def final_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Each learner's primary metric at its family's largest n, final step, every split; with the
+    ratio to the family's exact reference in the same split."""
+    q = final_step(quality(df))
+    if q.empty:
+        return q.assign(label=[], ratio=[])
+    q = q[q.n_train == q.groupby("family").n_train.transform("max")].copy()
+    q["label"] = [label(r) for _, r in q.iterrows()]
+    ref = pd.concat([reference(q, f) for f in q.family.unique()])
+    base = ref.set_index(["family", "split"])["value"]
+    q["ratio"] = q["value"].to_numpy() / base.reindex(pd.MultiIndex.from_frame(q[["family", "split"]])).to_numpy()
+    q["reference"] = q.family.map(ref.groupby("family").learner.first())
+    return q
+
+
+def metrics(df: pd.DataFrame, claims: list[dict]) -> dict:
+    """The headline numbers for ``dvc metrics``."""
+    out = {"claims": {f"claim_{c['claim']}": c["verdict"] for c in claims}, "families": {}}
+    t = final_table(df)
+    for fam, g in t[t.split == "id"].groupby("family", sort=True):
+        learners = {}
+        for _, r in g.iterrows():
+            entry = {"value": _num(r["value"]), "sem": _num(r["sem"])}
+            if r["metric"] == "excess_risk" and r["reference"] == "bayes":
+                entry["ratio_to_bayes"] = _num(r["ratio"])
+            learners[r["label"]] = entry
+        out["families"][fam] = {"metric": g.metric.iloc[0], "n": int(g.n_train.iloc[0]), "split": "id",
+                                "learners": learners}
+    return out
+
+
+def figure_entries(figures_dir: str | Path, out: str | Path) -> list[dict]:
+    """Every figure of FIGURES: its data (base64), its path relative to the report, its caption."""
+    entries = []
+    for name, caption in FIGURES.items():
+        path = Path(figures_dir) / name
+        if not path.is_file():
+            raise ConfigError(f"--figures: {path}: figure not found (run `iai figures` first)")
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        rel = Path(os.path.relpath(path.resolve(), Path(out).resolve().parent)).as_posix()
+        entries.append({"name": name, "data": data, "href": rel, "caption": caption})
+    return entries
+
+
+def load_table(path: str | Path, params=None) -> pd.DataFrame:
+    """The results table, checked against the schema and (with params) the params' learners and families."""
+    df = results.read(path, known_learners(params) if params is not None else None)
+    if params is not None:
+        unknown = sorted(set(df.family.astype(str)) - set(params.families))
+        if unknown:
+            raise ConfigError(f"{path}: unknown family(ies) {unknown}; the params define {sorted(params.families)}")
+    if df.empty:
+        raise ConfigError(f"{path}: the results table has no rows")
+    return df
+
+
+def build(results_path: str | Path, figures_dir: str | Path, out: str | Path, metrics_path: str | Path | None,
+          params_path: str | Path | None = None, stage_info: list | None = None) -> dict:
+    """Write the report (and metrics); returns the claims."""
+    params = None
+    if params_path:
+        from .params import load_params
+
+        params = load_params(params_path)
+    df = load_table(results_path, params)
+    claims = evaluate_claims(df, params.report if params else None)
+    context = {
+        "results_path": str(results_path), "results_sha": file_sha256(results_path)[:12], "rows": len(df),
+        "params_path": str(params_path) if params_path else None,
+        "params_text": Path(params_path).read_text() if params_path else None, "params": params,
+        "commit": git_commit(Path(results_path).resolve().parent), "stages": read_stage_info(stage_info or []),
+        "final": final_table(df), "claims": claims, "figures": figure_entries(figures_dir, out), "table": df,
+    }
+    write_text(out, page(context))
+    if metrics_path:
+        write_json(metrics_path, metrics(df, claims))
+    return {"claims": claims}
+
+
+def cli_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", default="data/results/results.csv", help="results table (CSV)")
+    p.add_argument("--figures", default="reports/figures", help="folder of the figures (`iai figures --out`)")
+    p.add_argument("--params", help="params YAML (shown in the report; checks learner and family names)")
+    p.add_argument("--stage-info", nargs="*", default=[], metavar="JSON",
+                   help="stage summary JSON files (durations, devices) written beside the stages' outputs")
+    p.add_argument("--out", default="reports/index.html", help="report HTML (default: reports/index.html)")
+    p.add_argument("--metrics", default="reports/metrics.json", help="headline numbers for `dvc metrics`")
+
+
+def cli_main(args: argparse.Namespace) -> None:
+    out = build(args.results, args.figures, args.out, args.metrics, args.params, args.stage_info)
+    verdicts = ", ".join(f"{c['claim']}: {c['verdict']}" for c in out["claims"])
+    print(f"wrote {args.out} and {args.metrics} (claims {verdicts})")

@@ -1,0 +1,203 @@
+"""The HTML of ``reports/index.html``: one self-contained page (inline CSS, embedded PNGs, no scripts).
+
+Built with f-strings and :func:`html.escape`; every value shown comes from the context that
+:func:`iai.report.build` computes from the results table, the params and the stage summaries.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+import pandas as pd
+
+REGIME_ORDER = ("exact", "classical", "parametric", "explicit", "implicit")
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1d1d1f;
+       background: #fff; line-height: 1.45; }
+main { max-width: 1240px; margin: 0 auto; padding: 1.2rem 1.6rem 4rem; }
+h1 { font-size: 1.7rem; margin: 0.6rem 0 0.2rem; } h2 { font-size: 1.3rem; margin-top: 2.4rem;
+     border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; } h3 { font-size: 1.05rem; margin: 1.6rem 0 0.4rem; }
+.meta { color: #555; font-size: 0.9rem; } code { font-size: 0.88em; background: #f4f4f6; padding: 0 0.25em; }
+nav { font-size: 0.92rem; margin: 0.8rem 0; } nav a { margin-right: 1rem; }
+table { border-collapse: collapse; font-size: 0.84rem; margin: 0.5rem 0 1rem; }
+th, td { border-bottom: 1px solid #e4e4e8; padding: 0.22rem 0.6rem; text-align: left; vertical-align: top; }
+th { background: #f6f6f8; font-weight: 600; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.verdict { display: inline-block; padding: 0.05rem 0.5rem; border-radius: 0.7rem; font-size: 0.82rem;
+           font-weight: 600; white-space: nowrap; }
+.v-reproduced { background: #d9f2de; color: #125c24; } .v-not-reproduced { background: #fbe0dd; color: #8a1c10; }
+.v-not-measured { background: #ececef; color: #555; }
+.outcome-win { color: #125c24; } .outcome-loss { color: #8a1c10; font-weight: 600; } .outcome-tie { color: #666; }
+figure { margin: 1.2rem 0 2rem; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: 0.9rem; color: #333; margin-top: 0.3rem; max-width: 60rem; }
+details { margin: 0.4rem 0 1rem; } summary { cursor: pointer; color: #0b57d0; }
+pre { background: #f7f7f9; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem; }
+.test { font-size: 0.9rem; color: #333; max-width: 62rem; } .scroll { overflow-x: auto; }
+"""
+
+esc = html.escape
+
+
+def fmt(v) -> str:
+    """A cell: numbers to 4 significant digits, NaN as a dash, infinities as signs."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "—"
+        if math.isinf(v):
+            return "+∞" if v > 0 else "−∞"
+        return f"{v:.4g}"
+    return esc(str(v))
+
+
+def table(rows: list[dict], columns: list[str] | None = None, raw: set[str] = frozenset()) -> str:
+    """An HTML table; columns in ``raw`` hold HTML already."""
+    if not rows:
+        return "<p><em>none</em></p>"
+    columns = columns or list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    body = []
+    for r in rows:
+        cells = []
+        for c in columns:
+            v = r.get(c, "")
+            cls = ' class="num"' if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
+            if c == "outcome":
+                cls = f' class="outcome-{esc(str(v))}"'
+            cells.append(f"<td{cls}>{v if c in raw else fmt(v)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def badge(verdict: str) -> str:
+    return f'<span class="verdict v-{verdict.replace(" ", "-")}">{esc(verdict)}</span>'
+
+
+def _devices(ctx: dict) -> str:
+    st = ctx["stages"]
+    for col in ("device_name", "device"):
+        if not st.empty and col in st and st[col].notna().any():
+            return ", ".join(sorted(set(st[col].dropna().astype(str))))
+    p = ctx["params"]
+    return f"{p.device} (from the params; no stage summaries given)" if p else "unknown (no stage summaries given)"
+
+
+def header(ctx: dict) -> str:
+    params = f" · params <code>{esc(ctx['params_path'])}</code>" if ctx["params_path"] else ""
+    return f"""<h1>Iterative amortized inference: reproduction report</h1>
+<p class="meta">Results <code>{esc(ctx['results_path'])}</code> ({ctx['rows']} rows, sha256 {ctx['results_sha']}){params}
+ · git commit {esc(ctx['commit'])} · device: {esc(_devices(ctx))}</p>
+<p>Every number, table, figure and verdict below is computed from the results table (and the stages'
+summaries for durations); none is written by hand. Method: Mittal et al. 2025, arXiv 2510.11471.</p>
+<nav><a href="#claims">Claims</a><a href="#run">What was run</a><a href="#summary">Final numbers</a>
+<a href="#figures">Figures</a><a href="#claim-details">Claim details</a></nav>"""
+
+
+def claims_overview(claims: list[dict]) -> str:
+    rows = [{"#": c["claim"], "claim (paper, section 4)": esc(c["title"]), "verdict": badge(c["verdict"]),
+             "measured": esc(c["explanation"])} for c in claims]
+    return ('<h2 id="claims">The paper\'s claims</h2>' + table(rows, raw={"claim (paper, section 4)", "verdict", "measured"})
+            + '<p class="test">How each verdict is computed is stated with it under <a href="#claim-details">'
+              "Claim details</a>.</p>")
+
+
+def what_was_run(ctx: dict) -> str:
+    df = ctx["table"]
+    q = df[~df.metric.isin(["wall_time_s", "peak_memory_mb"])]
+    fams = [{"family": f, "kind": g.kind.iloc[0], "d": int(g.dim.iloc[0]), "splits": ", ".join(sorted(g.split.unique())),
+             "n": ", ".join(str(n) for n in sorted(g.n_train.unique())), "tasks per estimate": int(g.n_tasks.max()),
+             "metrics": ", ".join(sorted(g.metric.unique()))} for f, g in q.groupby("family")]
+    lr = df.drop_duplicates(["learner", "mode", "context"]).copy()
+    lr["o"] = lr.regime.map(REGIME_ORDER.index)
+    learners = [{"learner": r["learner"], "regime": r["regime"], "signal": r["signal"], "state": r["state"],
+                 "history": int(r["history"]), "mode": r["mode"], "context": r["context"],
+                 "families": ", ".join(sorted(df[df.learner == r["learner"]].family.unique()))}
+                for _, r in lr.sort_values(["o", "learner", "mode", "context"]).iterrows()]
+    out = ['<h2 id="run">What was run</h2><h3>Families and evaluation</h3>', table(fams),
+           "<h3>Learners</h3>", table(learners), "<h3>Stages</h3>", stages(ctx["stages"])]
+    if ctx["params"] is not None:
+        p = ctx["params"]
+        key = {"seed": p.seed, "device": p.device, **{f"banks.{k}": v for k, v in p.banks.items()},
+               **{f"train.{k}": p.raw["train"].get(k) for k in ("batch_size", "max_steps", "iterations", "lr")},
+               **{f"model.{k}": v for k, v in p.raw["model"].items()},
+               **{f"evaluate.{k}": str(v) for k, v in p.evaluate.items()}, "runs": len(p.runs)}
+        out += ["<h3>Params</h3>", table([{"key": k, "value": v} for k, v in key.items()]),
+                f"<details><summary>The params file <code>{esc(ctx['params_path'])}</code></summary>"
+                f"<pre>{esc(ctx['params_text'])}</pre></details>"]
+    return "".join(out)
+
+
+def stages(st: pd.DataFrame) -> str:
+    if st.empty:
+        return "<p><em>No stage summaries were given (<code>--stage-info</code>).</em></p>"
+    st = st.copy()
+    st["duration_s"] = pd.to_numeric(st.get("duration_s"), errors="coerce")
+    st["where"] = st.get("device_name", pd.Series(index=st.index, dtype=object))
+    if "device" in st:
+        st["where"] = st["where"].fillna(st["device"])
+    rows = [{"stage": s, "jobs": len(g), "total duration (s)": float(g.duration_s.sum(min_count=1)),
+             "longest job (s)": float(g.duration_s.max()),
+             "device": ", ".join(sorted(set(g["where"].dropna().astype(str)))) or "—"}
+            for s, g in st.groupby("stage", sort=False)]
+    cols = [c for c in ("stage", "family", "learner", "duration_s", "device", "device_name", "rows", "iterations",
+                        "final_loss", "threads") if c in st]
+    jobs = [{c: r[c] for c in cols if not (isinstance(r[c], float) and math.isnan(r[c]))} for _, r in st.iterrows()]
+    return table(rows) + f"<details><summary>Every job ({len(jobs)})</summary>{table(jobs, cols)}</details>"
+
+
+def final_numbers(ctx: dict) -> str:
+    t = ctx["final"]
+    out = ['<h2 id="summary">Final numbers</h2><p class="test">Each learner\'s primary metric at the family\'s largest n, '
+           "final step, mean ± standard error over tasks (the lowest of each split in bold); the last column "
+           "divides by the exact reference (Bayes, or MAP for classification) in split id.</p>"]
+    for fam, g in t.groupby("family", sort=True):
+        splits = sorted(g.split.unique(), key=lambda s: (s != "id", s))
+        best = g.groupby("split")["value"].min()
+        g = g.assign(o=g.regime.map(REGIME_ORDER.index)).sort_values(["o", "label"])
+        rows = []
+        for lab, gl in g.groupby("label", sort=False):
+            row = {"learner": lab, "regime": gl.regime.iloc[0]}
+            for s in splits:
+                r = gl[gl.split == s]
+                cell = f"{r['value'].iloc[0]:.4g} ± {r['sem'].iloc[0]:.2g}" if len(r) else "—"
+                row[s] = f"<b>{cell}</b>" if len(r) and r["value"].iloc[0] == best[s] else cell
+            rid = gl[gl.split == "id"]
+            row["÷ reference (id)"] = float(rid.ratio.iloc[0]) if len(rid) else math.nan
+            rows.append(row)
+        ref = g.reference.iloc[0] if isinstance(g.reference.iloc[0], str) else "none"
+        out.append(f"<h3>{esc(fam)}: {esc(g.metric.iloc[0])} at n = {int(g.n_train.iloc[0])} "
+                   f"(reference: {esc(ref)})</h3>" + table(rows, raw=set(splits)))
+    return "".join(out)
+
+
+def figures(ctx: dict) -> str:
+    out = ['<h2 id="figures">Figures</h2>']
+    for i, f in enumerate(ctx["figures"], 1):
+        out.append(f'<figure id="fig-{esc(f["name"].removesuffix(".png"))}"><a href="{esc(f["href"])}">'
+                   f'<img src="data:image/png;base64,{f["data"]}" alt="{esc(f["name"])}"></a>'
+                   f'<figcaption><b>Figure {i}</b> (<code>{esc(f["name"])}</code>). {esc(f["caption"])}</figcaption></figure>')
+    return "".join(out)
+
+
+def claim_details(claims: list[dict]) -> str:
+    out = ['<h2 id="claim-details">Claim details</h2>']
+    for c in claims:
+        nums = table(c["numbers"])
+        if len(c["numbers"]) > 12:
+            nums = f"<details><summary>{len(c['numbers'])} comparisons</summary>{nums}</details>"
+        out.append(f'<h3 id="claim-{c["claim"]}">Claim {c["claim"]}: {esc(c["title"])} {badge(c["verdict"])}</h3>'
+                   f'<p class="test"><b>Test.</b> {esc(c["test"])}</p><p class="test"><b>Measured.</b> '
+                   f'{esc(c["explanation"])}</p>{nums}')
+    return "".join(out)
+
+
+def page(ctx: dict) -> str:
+    body = "".join([header(ctx), claims_overview(ctx["claims"]), what_was_run(ctx), final_numbers(ctx),
+                    figures(ctx), claim_details(ctx["claims"])])
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
+            f'content="width=device-width, initial-scale=1"><title>iai reproduction report</title>'
+            f"<style>{CSS}</style></head><body><main>{body}</main></body></html>\n")
