@@ -10,10 +10,12 @@ steps for the iterative learner and to their square for its one-shot counterpart
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 
 from iai import results
+from iai.learners.exact import MAPLearner
 from iai.references import reference_learner
 from iai.rollout import rollout
 from iai.tasks import family_splits, make_family
@@ -59,6 +61,8 @@ def reference_rows(name: str, fam_name: str, kind: str, options: dict, n_tasks: 
         bank = fam.sample(n_tasks, max(SIZES), 32, seed)
         refs = {"references": {k: {"lr": {fam_name: v[kind]}} for k, v in LRS.items()}}
         learner = reference_learner(name, fam, fam_name, refs["references"])
+        if name == "map":  # a looser L-BFGS keeps the test suite fast; close enough for figures
+            learner = MAPLearner(fam, max_iter=40, tol=1e-6)
         regime = learner.regime
         for n in SIZES:
             for rec in rollout(learner, fam, bank.head(n), B, steps="log", seed=seed):
@@ -135,6 +139,34 @@ def fake_table(n_tasks: int = 16) -> pd.DataFrame:
     rows += cost_rows()
     return results.to_frame(rows)
 
+
+
+def fake_params(path) -> None:
+    """A params file that defines the fake table's families and learners (for name checks)."""
+    import copy
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    raw = yaml.safe_load((root / "params" / "default.yaml").read_text())
+    raw = copy.deepcopy(raw)
+    raw["families"] = {name: {"kind": kind, **opts} for name, (kind, opts) in FAMILIES.items()}
+    for opt in ("sgd", "adam"):
+        raw["references"][opt] = {"lr": {name: LRS[opt][kind] for name, (kind, _) in FAMILIES.items()}}
+    runs = {}
+    for family in ("linreg", "logreg"):
+        for name, regime, signal, state, history, mode, _, _ in LEARNED:
+            run = {"family": family, "name": name, "regime": regime, "mode": mode}
+            run.update({"signal": signal} if signal != "none" else {})
+            run.update({"state": state} if state != "none" else {})
+            run.update({"history": history} if history else {})
+            runs[(family, name)] = run
+    for family in ("linreg_d2", "linreg_d32"):
+        for sig in ("obs", "grad", "both"):
+            runs[(family, f"parametric_{sig}")] = {"family": family, "name": f"parametric_{sig}",
+                                                   "regime": "parametric", "signal": sig}
+    raw["runs"] = list(runs.values())
+    Path(path).write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
 _CACHE: dict = {}

@@ -179,3 +179,12 @@ def test_all_claims_on_the_fake_table_are_json_ready():
         json.dumps(c, allow_nan=True)
     assert out[0]["verdict"] == "reproduced"  # the fake learners all improve with steps
     assert out[5]["verdict"] == "reproduced"  # the fake one-shot time grows as K^2
+
+
+def test_thresholds_come_from_the_report_options():
+    t = table(regimes([1.0, 0.9, 0.8]))  # 0.2 apart: 14 SE
+    assert claims.evaluate_claims(t)[0]["verdict"] == "reproduced"
+    assert claims.evaluate_claims(t, {"significance": 20})[0]["verdict"] == "not reproduced"
+    c = table(cost_rows(lambda k: 0.01 * k * 8))  # ratio 8 at K = 128, slopes 1 and 1
+    assert claims.evaluate_claims(c)[5]["verdict"] == "not reproduced"
+    assert claims.evaluate_claims(c, {"cost_factor": 16})[5]["verdict"] == "reproduced"

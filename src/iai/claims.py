@@ -24,7 +24,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .selection import LEARNED, best_of, final_step, label, learned, loglog_slope, quality, tag
+from .selection import LEARNED, best_of, final_step, learned, loglog_slope, quality, tag
 
 VERDICTS = ("reproduced", "not reproduced", "not measured")
 
@@ -90,7 +90,7 @@ def claim_more_steps(df: pd.DataFrame, z: float = 2.0) -> dict:
     iterative learner's final step beats it at their largest common n, in every split.
     Reproduced when (a) holds in every regime measured, and (b) holds where measured.
     """
-    q = tag(quality(df), lambda r: f"{r['learner']} step {r['step']}")
+    q = tag(quality(df), lambda d: d.learner + " step " + d.step.astype(str))
     it = learned(q)
     steps, missing = [], [r for r in LEARNED if r not in set(it.regime)]
     for (fam, regime, name, split), g in it.groupby(["family", "regime", "learner", "split"], sort=True):
@@ -103,9 +103,9 @@ def claim_more_steps(df: pd.DataFrame, z: float = 2.0) -> dict:
         if len(first):
             steps.append({"family": fam, "split": split, "n": n, "where": f"{regime}: final step vs step 1",
                           **compare(last.iloc[0], first.iloc[0], z)})
-    capped = tag(learned(quality(df), "one_shot"), label)
+    capped = tag(learned(quality(df), "one_shot"))
     capped = capped[capped.context == "capped"]
-    one_shot = _pairs(tag(final_step(it), label), capped, ["family", "regime", "signal", "state"], z,
+    one_shot = _pairs(tag(final_step(it)), capped, ["family", "regime", "signal", "state"], z,
                       "iterative (final step) vs one-shot (capped)")
     test = ("(a) each learned iterative learner, each split, at the largest n with more than one step: "
             f"final step vs step 1; (b) iterative final step vs one-shot [capped] of the same regime/signal/"
@@ -135,7 +135,7 @@ def claim_signal(df: pd.DataFrame, z: float = 2.0) -> dict:
     grad and both beats obs. Reproduced when (a) and (b) each have more wins than half and no loss.
     'Both is best' (lowest of the three) is counted over every (family, n) and reported, not judged.
     """
-    q = tag(final_step(learned(quality(df))), lambda r: f"{r['learner']} (d={r['dim']})")
+    q = tag(final_step(learned(quality(df))), lambda d: d.learner + " (d=" + d.dim.astype(str) + ")")
     p = q[(q.regime == "parametric") & q.signal.isin(["obs", "grad", "both"]) & (q.split == "id")]
     p = best_of(p, ["family", "signal", "n_train"])
     low, high, both_best, cells = [], [], 0, 0
@@ -176,7 +176,7 @@ def claim_signal(df: pd.DataFrame, z: float = 2.0) -> dict:
 
 
 def _matched(df: pd.DataFrame, z: float, on: list[str], a_sel, b_sel, where: str) -> list[dict]:
-    q = tag(final_step(learned(quality(df))), label)
+    q = tag(final_step(learned(quality(df))))
     return _pairs(best_of(q[a_sel(q)], on + ["split", "n_train"]), best_of(q[b_sel(q)], on + ["split", "n_train"]),
                   on, z, where)
 
@@ -209,7 +209,7 @@ def claim_history(df: pd.DataFrame, z: float = 2.0, tolerance: float = 0.10) -> 
     Reproduced when it helps in no comparison. (A window that hurts is consistent with the claim
     and is reported as a change.)
     """
-    q = tag(final_step(quality(df)), label)
+    q = tag(final_step(quality(df)))
     hist, base = learned(q, history=True), learned(q)
     recs = _pairs(hist, base, ["family", "regime", "signal", "state"], z, "history window vs Markovian")
     for r in recs:
@@ -292,9 +292,9 @@ def claim_cost(df: pd.DataFrame, factor: float = 3.0, slope_tol: float = 0.3) ->
 
 def evaluate_claims(df: pd.DataFrame, options: dict | None = None) -> list[dict]:
     """All six claims; ``options`` (the params' ``report:`` section) may set ``significance``
-    (z, default 2), ``history_tolerance`` (0.10) and ``cost_factor`` (3)."""
+    (z, default 2), ``history_tolerance`` (0.10), ``cost_factor`` (3) and ``cost_slope_tolerance`` (0.3)."""
     o = options or {}
     z = float(o.get("significance", 2.0))
     return [claim_more_steps(df, z), claim_signal(df, z), claim_parametric_explicit(df, z),
             claim_history(df, z, float(o.get("history_tolerance", 0.10))), claim_logits(df, z),
-            claim_cost(df, float(o.get("cost_factor", 3.0)))]
+            claim_cost(df, float(o.get("cost_factor", 3.0)), float(o.get("cost_slope_tolerance", 0.3)))]

@@ -33,7 +33,7 @@ from . import results
 from .claims import evaluate_claims
 from .figures import FIGURES, known_learners
 from .report_html import page
-from .selection import final_step, label, quality, reference
+from .selection import final_step, labels, quality, reference
 from .utils import ConfigError, file_sha256, write_json, write_text
 
 
@@ -85,7 +85,7 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
     if q.empty:
         return q.assign(label=[], ratio=[])
     q = q[q.n_train == q.groupby("family").n_train.transform("max")].copy()
-    q["label"] = [label(r) for _, r in q.iterrows()]
+    q["label"] = labels(q)
     ref = pd.concat([reference(q, f) for f in q.family.unique()])
     base = ref.set_index(["family", "split"])["value"]
     q["ratio"] = q["value"].to_numpy() / base.reindex(pd.MultiIndex.from_frame(q[["family", "split"]])).to_numpy()

@@ -63,10 +63,16 @@ def label(row) -> str:
     return row["learner"] + (f" [one-shot, {row['context']}]" if row["mode"] == "one_shot" else "")
 
 
-def tag(df: pd.DataFrame, text: Callable[[pd.Series], str] = label) -> pd.DataFrame:
-    """A copy with a ``label`` column."""
+def labels(df: pd.DataFrame) -> pd.Series:
+    """:func:`label` for every row at once."""
+    one_shot = " [one-shot, " + df["context"].astype(str) + "]"
+    return df["learner"].astype(str) + one_shot.where(df["mode"] == "one_shot", "")
+
+
+def tag(df: pd.DataFrame, text: Callable[[pd.DataFrame], pd.Series] = labels) -> pd.DataFrame:
+    """A copy with a ``label`` column computed from the whole frame by ``text``."""
     df = df.copy()
-    df["label"] = [text(r) for _, r in df.iterrows()] if not df.empty else pd.Series(dtype=str)
+    df["label"] = text(df).astype(str) if not df.empty else pd.Series(dtype=str)
     return df
 
 

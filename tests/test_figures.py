@@ -1,0 +1,112 @@
+"""Figures: the fixed list is always written, from a small table, byte-stable, with units; absent
+data says "not measured"; bad tables fail with one clear message."""
+
+from pathlib import Path
+
+import matplotlib.image
+import matplotlib.text
+import pytest
+import yaml
+
+from iai import cli, figures, results
+from iai.params import from_dict
+from iai.plotting import learner_styles
+from iai.selection import training_context
+from fake_results import cached_figures, cached_table, fake_params
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def texts(fig) -> list[str]:
+    return [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
+
+
+def small_table():
+    """linreg only: Bayes, two learned learners, the cost rows."""
+    df = cached_table()
+    keep = df.learner.isin(["bayes", "parametric_obs", "implicit_logits", "parametric_obs_1shot"])
+    return df[(df.family == "linreg") & keep & df.split.isin(["id", "ood_prior"])]
+
+
+def test_every_figure_is_written_from_the_fake_table():
+    out = Path(cached_figures())
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(figures.FIGURES)
+    for name in figures.FIGURES:
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG)
+        h, w = matplotlib.image.imread(out / name).shape[:2]
+        assert w >= 1000 and h >= 400, name  # readable: drawn at 100 dpi, about page width
+
+
+def test_figures_are_byte_stable(tmp_path):
+    df = small_table()
+    styles = learner_styles(df)
+    for name in ("error_vs_steps.png", "cost.png"):
+        for copy in ("a", "b"):
+            figures.save(figures.DRAW[name](df, styles, {"linreg": 128}), tmp_path / copy / name)
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_absent_rows_say_not_measured(tmp_path):
+    df = cached_table()
+    df = df[(df.family == "linreg") & (df.regime == "exact")]  # references only
+    styles = learner_styles(df)
+    for name, draw in figures.DRAW.items():
+        fig = draw(df, styles, {})
+        said = any("not measured in this run" in t for t in texts(fig))
+        assert said == (name not in ("error_vs_n.png", "id_vs_ood.png")), name
+        figures.plt.close(fig)
+
+
+def test_axes_carry_units_log_scales_and_the_context_marker():
+    df = cached_table()
+    styles = learner_styles(df)
+    fig = figures.fig_error_vs_n(df, styles, {"linreg": 128})
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == df.family.nunique()
+    for ax in axes:
+        assert "[points, log₂]" in ax.get_xlabel() and ax.get_xscale() == "log"
+        assert "[" in ax.get_ylabel()
+    assert any("training context 128" in t for t in texts(fig))
+    figures.plt.close(fig)
+    fig = figures.fig_cost(df, styles, {})
+    for ax in fig.axes:
+        assert ax.get_xscale() == ax.get_yscale() == "log"
+        assert any("slope" in t.get_text() for t in ax.get_legend().get_texts())
+    assert any("slope 2.00" in t for t in texts(fig))  # the fake one-shot time grows as n^2
+    figures.plt.close(fig)
+
+
+def test_training_context_comes_from_capped_rows_then_params():
+    df = cached_table()
+    assert training_context(df, "linreg") == 128  # batch_size of the one-shot 'capped' rows
+    assert training_context(df, "linreg_d2") is None and training_context(df, "linreg_d2", 64) == 64
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params" / "default.yaml").read_text())
+    raw["runs"] = [{"family": "logreg", "name": "p", "regime": "parametric", "train": {"batch_size": 32}}]
+    ctx = figures.params_context(from_dict(raw))
+    assert ctx == {"linreg": 16 * 8, "logreg": 32 * 8}
+    raw["report"] = {"train_context": 100}
+    assert figures.params_context(from_dict(raw)) == {"linreg": 100, "logreg": 100}
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda df: df.drop(columns=["sem"]), "missing column(s) ['sem']"),
+    (lambda df: df.assign(learner=df.learner.where(df.learner != "knn", "mystery")), "unknown learner(s) ['mystery']"),
+    (lambda df: df.assign(regime=df.regime.where(df.regime != "exact", "magic")), "column 'regime' has unknown value(s)"),
+])
+def test_a_bad_table_gives_one_clear_message(tmp_path, capsys, damage, message):
+    bad = damage(small_table().assign(learner=lambda d: d.learner.where(d.learner != "implicit_logits", "knn")))
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    fake_params(tmp_path / "p.yaml")
+    code = cli.main(["figures", "--results", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "figs"),
+                     "--params", str(tmp_path / "p.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "figs").exists()
+
+
+def test_cli_writes_the_fixed_list_even_when_rows_are_absent(tmp_path, capsys):
+    df = small_table()
+    results.write(df[df.regime == "exact"], tmp_path / "r.csv")
+    assert cli.main(["figures", "--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "figs")]) == 0
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(figures.FIGURES)

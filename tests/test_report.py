@@ -1,0 +1,139 @@
+"""The report: renders, embeds and links every figure it names, shows computed verdicts and what was
+run; metrics.json is deterministic; bad inputs fail with one clear message."""
+
+import base64
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from iai import cli, report, results
+from iai.claims import evaluate_claims
+from iai.figures import FIGURES
+from iai.utils import ConfigError
+from fake_results import cached_figures, cached_table, fake_params
+
+VOID = {"meta", "img", "br", "hr", "link", "input"}
+
+
+class Page(HTMLParser):
+    """Collects images, links and text, and checks that tags are balanced."""
+
+    def __init__(self):
+        super().__init__()
+        self.imgs, self.hrefs, self.text, self.stack, self.errors = [], [], [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.imgs.append(attrs)
+        if tag == "a":
+            self.hrefs.append(attrs.get("href"))
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack.pop() != tag:
+            self.errors.append(tag)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    results.write(cached_table(), root / "results.csv")
+    fake_params(root / "params.yaml")
+    (root / "train.json").write_text(json.dumps({"stage": "train", "family": "linreg", "learner": "parametric_obs",
+                                                 "duration_s": 181.25, "device": "cpu", "config": {"width": 64}}))
+    (root / "evaluate.json").write_text(json.dumps([{"stage": "evaluate", "duration_s": 3.5, "device": "cuda",
+                                                     "device_name": "NVIDIA H100"}]))
+    return root
+
+
+def build(root: Path, out: Path, **kw) -> dict:
+    args = dict(results_path=root / "results.csv", figures_dir=cached_figures(), out=out / "index.html",
+                metrics_path=out / "metrics.json", params_path=root / "params.yaml",
+                stage_info=[root / "train.json", root / "evaluate.json"])
+    return report.build(**{**args, **kw})
+
+
+def test_report_renders_and_links_every_figure(inputs, tmp_path):
+    claims = build(inputs, tmp_path)["claims"]
+    page = Page()
+    page.feed((tmp_path / "index.html").read_text())
+    assert page.errors == [] and page.stack == []
+    figs = Path(cached_figures())
+    shown = {img["alt"]: img["src"] for img in page.imgs}
+    assert sorted(shown) == sorted(FIGURES)
+    for name, src in shown.items():
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1]) == (figs / name).read_bytes()
+    linked = {(tmp_path / h).resolve() for h in page.hrefs if h and not h.startswith("#")}
+    assert {(figs / n).resolve() for n in FIGURES} <= linked
+    text = " ".join(page.text)
+    for caption in FIGURES.values():
+        assert caption in text
+    for c in claims:
+        assert f"Claim {c['claim']}: {c['title']}" in text and c["test"] in text
+    assert [c["verdict"] for c in claims] == [c["verdict"] for c in evaluate_claims(cached_table())]
+    assert "181.2" in text and "NVIDIA H100" in text and "params.yaml" in text and "git commit" in text
+
+
+def test_metrics_are_deterministic_and_hold_the_headlines(inputs, tmp_path):
+    build(inputs, tmp_path / "a")
+    build(inputs, tmp_path / "b")
+    data = (tmp_path / "a" / "metrics.json").read_bytes()
+    assert data == (tmp_path / "b" / "metrics.json").read_bytes()
+    m = json.loads(data)
+    assert sorted(m["claims"]) == [f"claim_{i}" for i in range(1, 7)]
+    lin = m["families"]["linreg"]
+    assert lin["metric"] == "excess_risk" and lin["n"] == 256 and lin["split"] == "id"
+    assert lin["learners"]["bayes"]["ratio_to_bayes"] == 1.0
+    assert lin["learners"]["parametric_obs"]["ratio_to_bayes"] > 1.0
+    assert m["families"]["logreg"]["metric"] == "error_rate"
+    assert "ratio_to_bayes" not in m["families"]["logreg"]["learners"]["map"]
+
+
+def test_without_learned_rows_every_claim_is_not_measured(inputs, tmp_path):
+    df = cached_table()
+    results.write(df[df.regime.isin(["exact", "classical"])], tmp_path / "refs.csv")
+    build(inputs, tmp_path, results_path=tmp_path / "refs.csv", stage_info=[], params_path=None)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(m["claims"].values()) == {"not measured"}
+    text = (tmp_path / "index.html").read_text()
+    assert text.count("v-not-measured") >= 12 and "No stage summaries were given" in text
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda df: df.drop(columns=["regime"]), "missing column(s) ['regime']"),
+    (lambda df: df.assign(learner=df.learner.where(df.learner != "knn", "mystery")), "unknown learner(s) ['mystery']"),
+    (lambda df: df.assign(family=df.family.where(df.family != "logreg", "nope")), "unknown family(ies) ['nope']"),
+])
+def test_a_bad_table_gives_one_clear_message(inputs, tmp_path, capsys, damage, message):
+    damage(cached_table()).to_csv(tmp_path / "bad.csv", index=False)
+    code = cli.main(["report", "--results", str(tmp_path / "bad.csv"), "--figures", cached_figures(),
+                     "--params", str(inputs / "params.yaml"), "--out", str(tmp_path / "index.html"),
+                     "--metrics", str(tmp_path / "metrics.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "index.html").exists() and not (tmp_path / "metrics.json").exists()
+
+
+def test_missing_figure_and_bad_stage_info_are_named(inputs, tmp_path):
+    with pytest.raises(ConfigError, match="error_vs_n.png: figure not found"):
+        build(inputs, tmp_path, figures_dir=tmp_path)
+    (tmp_path / "s.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="s.json: not valid JSON"):
+        build(inputs, tmp_path, stage_info=[tmp_path / "s.json"])
+    stages = report.read_stage_info([inputs / "train.json", inputs / "evaluate.json"])
+    assert list(stages.stage) == ["train", "evaluate"] and "config" not in stages
+
+
+def test_cli_prints_the_verdicts(inputs, tmp_path, capsys):
+    code = cli.main(["report", "--results", str(inputs / "results.csv"), "--figures", cached_figures(),
+                     "--out", str(tmp_path / "r" / "index.html"), "--metrics", str(tmp_path / "r" / "m.json")])
+    assert code == 0 and "1: reproduced" in capsys.readouterr().out
+    assert (tmp_path / "r" / "index.html").is_file() and (tmp_path / "r" / "m.json").is_file()
