@@ -213,17 +213,18 @@ def claim_history(df: pd.DataFrame, z: float = 2.0, tolerance: float = 0.10) -> 
     hist, base = learned(q, history=True), learned(q)
     recs = _pairs(hist, base, ["family", "regime", "signal", "state"], z, "history window vs Markovian")
     for r in recs:
-        r["relative change"] = (r["value A"] - r["value B"]) / r["value B"] if r["value B"] else math.nan
-        r["helps"] = bool(r["outcome"] == "win" and r["relative change"] < -tolerance)
+        rel = (r["value A"] - r["value B"]) / r["value B"] if r["value B"] else math.nan
+        r["relative change (%)"] = 100 * rel
+        r["helps"] = bool(r["outcome"] == "win" and rel < -tolerance)
     test = (f"History > 0 learners vs the Markovian learner with the same family/regime/signal/state, final "
             f"step, largest common n, every split. 'Helps' = lower by > {z:g} SE and by > {tolerance:.0%}. "
             "Reproduced when the window helps in no comparison.")
     title = "A history window barely helps"
     if not recs:
         return _result("4", title, test, "not measured", [], "no learner with a history window and its Markovian twin")
-    changes = [r["relative change"] for r in recs]
-    text = (f"relative change of the error with the window: median {np.median(changes):+.1%}, range "
-            f"{min(changes):+.1%} to {max(changes):+.1%}; helps in {sum(r['helps'] for r in recs)} of {len(recs)}")
+    changes = [r["relative change (%)"] for r in recs]
+    text = (f"relative change of the error with the window: median {np.median(changes):+.1f}%, range "
+            f"{min(changes):+.1f}% to {max(changes):+.1f}%; helps in {sum(r['helps'] for r in recs)} of {len(recs)}")
     return _result("4", title, test, "not reproduced" if any(r["helps"] for r in recs) else "reproduced", recs, text)
 
 
@@ -276,17 +277,19 @@ def claim_cost(df: pd.DataFrame, factor: float = 3.0, slope_tol: float = 0.3) ->
             mem = mb.loc[n, "value"] / ma.loc[n, "value"] if n in ma.index and n in mb.index else math.nan
             ok = (k / factor <= ratio <= k * factor) or (abs(s_os - 2) <= slope_tol and abs(s_it - 1) <= slope_tol)
             recs.append({"family": key[0], "iterative": key[4], "one-shot": name, "n": int(n), "K = n/B": k,
-                         "time ratio one-shot/iterative": ratio, "slope iterative": s_it, "slope one-shot": s_os,
-                         "memory ratio one-shot/iterative": mem, "passes": bool(ok)})
+                         "time ratio R": ratio, "slope (iterative)": s_it, "slope (one-shot)": s_os,
+                         "memory ratio": mem, "passes": bool(ok)})
     test = (f"Wall time (split id) of each learned iterative learner and its one-shot [all] counterpart at their "
-            f"largest common n: R = t_one_shot / t_iterative against K = n/B. Passes when K/{factor:g} <= R <= "
+            f"largest common n: time ratio R = t_one_shot / t_iterative against K = n/B (memory ratio likewise, "
+            f"reported only). Passes when K/{factor:g} <= R <= "
             f"{factor:g}K, or when the log-log slopes of time against n are 2 +- {slope_tol:g} (one-shot) and "
             f"1 +- {slope_tol:g} (iterative). Reproduced when every pair passes.")
     title = "Iterating is about K times cheaper than one shot over the same data"
     if not recs:
         return _result("6", title, test, "not measured", [], "no wall-time rows for an iterative learner and its one-shot twin")
-    text = "; ".join(f"{r['family']}/{r['iterative']}: R = {r['time ratio one-shot/iterative']:.3g} at n = {r['n']} "
-                     f"(K = {r['K = n/B']:g}), slopes {r['slope one-shot']:.2f} vs {r['slope iterative']:.2f}" for r in recs)
+    text = "; ".join(f"{r['family']}/{r['iterative']}: R = {r['time ratio R']:.3g} at n = {r['n']} (K = {r['K = n/B']:g}), "
+                     f"slopes {r['slope (one-shot)']:.2f} (one-shot) vs {r['slope (iterative)']:.2f} (iterative), "
+                     f"peak memory ratio {r['memory ratio']:.3g}" for r in recs)
     return _result("6", title, test, "reproduced" if all(r["passes"] for r in recs) else "not reproduced", recs, text)
 
 

@@ -23,7 +23,8 @@ import seaborn as sns
 
 from . import results
 from .plotting import (LOG_METRICS, METRIC_LABELS, N_LABEL, REFERENCE_STYLE, clip_range, grid, learner_styles,
-                       legend, lines, log2_axis, not_measured, panel_title, plain, plt, save, vline, y_axis)
+                       legend, lines, log2_axis, not_measured, panel_title, plain, plt, readable_log_ticks, save, vline,
+                       y_axis)
 from .selection import LEARNED, final_step, learned, loglog_slope, quality, reference, tag, training_context
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,8 @@ def _dot_rows(ax, g: pd.DataFrame, labels: list[str], palette: dict) -> None:
         ax.set_xscale("log")
     if lim is not None:
         ax.set_xlim(*lim)
+    if log:
+        readable_log_ticks(ax, "x")
 
 
 def fig_id_vs_ood(df: pd.DataFrame, styles: dict, contexts: dict):

@@ -31,7 +31,7 @@ MARKERS = "osD^vPX*<>"
 METRIC_LABELS = {"excess_risk": "excess risk E(ŷ − f)²  [y units², log]", "mse": "MSE  [y units², log]",
                  "error_rate": "error rate  [fraction of valid points]", "nll": "NLL  [nats per point]",
                  "ratio": "excess risk ÷ Bayes excess risk  [ratio, log]",
-                 "excess_error": "error rate − MAP error rate  [fraction of valid points]",
+                 "excess_error": "error rate − MAP's error rate  [fraction]",
                  "wall_time_s": "wall time  [s, log]", "peak_memory_mb": "peak memory  [MB, log]"}
 LOG_METRICS = {"excess_risk", "mse", "ratio", "wall_time_s", "peak_memory_mb"}
 N_LABEL = "dataset size n  [points, log₂]"

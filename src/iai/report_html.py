@@ -23,7 +23,7 @@ h1 { font-size: 1.7rem; margin: 0.6rem 0 0.2rem; } h2 { font-size: 1.3rem; margi
 nav { font-size: 0.92rem; margin: 0.8rem 0; } nav a { margin-right: 1rem; }
 table { border-collapse: collapse; font-size: 0.84rem; margin: 0.5rem 0 1rem; }
 th, td { border-bottom: 1px solid #e4e4e8; padding: 0.22rem 0.6rem; text-align: left; vertical-align: top; }
-th { background: #f6f6f8; font-weight: 600; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f6f6f8; font-weight: 600; white-space: nowrap; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .verdict { display: inline-block; padding: 0.05rem 0.5rem; border-radius: 0.7rem; font-size: 0.82rem;
            font-weight: 600; white-space: nowrap; }
 .v-reproduced { background: #d9f2de; color: #125c24; } .v-not-reproduced { background: #fbe0dd; color: #8a1c10; }
@@ -183,10 +183,18 @@ def figures(ctx: dict) -> str:
     return "".join(out)
 
 
+def numbers_table(rows: list[dict]) -> str:
+    """A claim's comparisons; columns with one value in every row are stated once above the table."""
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    same = [c for c in cols if len(rows) > 1 and all(c in r for r in rows) and len({str(r[c]) for r in rows}) == 1]
+    note = "; ".join(f"{esc(c)}: {fmt(rows[0][c])}" for c in same)
+    return (f'<p class="test">In every row: {note}.</p>' if note else "") + table(rows, [c for c in cols if c not in same])
+
+
 def claim_details(claims: list[dict]) -> str:
     out = ['<h2 id="claim-details">Claim details</h2>']
     for c in claims:
-        nums = table(c["numbers"])
+        nums = numbers_table(c["numbers"])
         if len(c["numbers"]) > 12:
             nums = f"<details><summary>{len(c['numbers'])} comparisons</summary>{nums}</details>"
         out.append(f'<h3 id="claim-{c["claim"]}">Claim {c["claim"]}: {esc(c["title"])} {badge(c["verdict"])}</h3>'
