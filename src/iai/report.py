@@ -143,13 +143,14 @@ def build(results_path: str | Path, figures_dir: str | Path, out: str | Path, me
 
         params = load_params(params_path)
     df = load_table(results_path, params)
+    figs, stages = figure_entries(figures_dir, out), read_stage_info(stage_info or [])  # fail before the work
     claims = evaluate_claims(df, params.report if params else None)
     context = {
         "results_path": str(results_path), "results_sha": file_sha256(results_path)[:12], "rows": len(df),
         "params_path": str(params_path) if params_path else None,
         "params_text": Path(params_path).read_text() if params_path else None, "params": params,
-        "commit": git_commit(Path(results_path).resolve().parent), "stages": read_stage_info(stage_info or []),
-        "final": final_table(df), "claims": claims, "figures": figure_entries(figures_dir, out), "table": df,
+        "commit": git_commit(Path(results_path).resolve().parent), "stages": stages,
+        "final": final_table(df), "claims": claims, "figures": figs, "table": df,
     }
     write_text(out, page(context))
     if metrics_path:
