@@ -1,0 +1,69 @@
+# Entry points. `make reproduce` and `make test` set up .venv first when it is missing or stale.
+#
+#   make reproduce                       the whole pipeline on params/default.yaml (CPU, minutes)
+#   make reproduce PARAMS=params/paper.yaml PROFILE=workflow/profiles/gpu
+#   make test                            the test suite (pytest)
+#   make dry-run | lint | dvc.yaml | workflow-report | help
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PARAMS ?= params/default.yaml
+PROFILE ?=
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.iai-installed
+DEFAULT_PARAMS := params/default.yaml
+export PATH := $(abspath $(BIN)):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export MPLBACKEND := Agg
+
+SNAKEMAKE = snakemake $(if $(PROFILE),--workflow-profile $(PROFILE)) --config params=$(PARAMS)
+
+.PHONY: help setup reproduce test dry-run lint dvc.yaml workflow-report
+
+help:
+	@sed -n '1,6p' Makefile
+
+setup: $(STAMP)
+
+# No GPU (no nvidia-smi): the CPU build of torch first (a local file; a plain `torch` would pull
+# a CUDA build of several GB), then the project. Never an eager upgrade: it would swap torch.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "make: Python >= 3.11 is needed (set PYTHON=...)" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if ! command -v nvidia-smi >/dev/null 2>&1; then \
+		echo "no GPU found: installing the CPU build of torch"; \
+		$(BIN)/python -m pip install --quiet torch==2.13.0; \
+	fi
+	$(BIN)/python -m pip install --quiet -e '.[all]'
+	@touch $@
+
+# Snakemake runs every job (in parallel within the cores); with the default params, DVC then
+# records the outputs (`dvc commit -f`), so that `dvc status` is clean and `dvc repro` has nothing to do.
+reproduce: setup
+	@if [ "$(PARAMS)" = "$(DEFAULT_PARAMS)" ]; then $(BIN)/python workflow/scripts/dvc_yaml.py; fi
+	$(SNAKEMAKE)
+	@if [ "$(PARAMS)" = "$(DEFAULT_PARAMS)" ]; then \
+		echo "dvc commit -f: recording the outputs in dvc.lock and the DVC cache"; \
+		dvc commit --force --quiet; \
+	fi
+	@echo "done: reports/index.html, reports/metrics.json, data/results/results.csv"
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+dry-run: setup
+	$(SNAKEMAKE) --dry-run --quiet
+
+lint: setup
+	$(SNAKEMAKE) --lint
+
+# Regenerate dvc.yaml from the workflow and params/default.yaml (after adding a run, a family, ...).
+dvc.yaml: setup
+	$(BIN)/python workflow/scripts/dvc_yaml.py
+
+workflow-report: setup
+	$(SNAKEMAKE) --report reports/workflow.html
