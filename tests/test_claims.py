@@ -188,3 +188,10 @@ def test_thresholds_come_from_the_report_options():
     c = table(cost_rows(lambda k: 0.01 * k * 8))  # ratio 8 at K = 128, slopes 1 and 1
     assert claims.evaluate_claims(c)[5]["verdict"] == "not reproduced"
     assert claims.evaluate_claims(c, {"cost_factor": 16})[5]["verdict"] == "reproduced"
+
+
+def test_cost_pairs_by_regime_like_iai_bench():
+    rows = [r if r["mode"] == "iterative" else {**r, "signal": "grad"} for r in cost_rows(lambda k: 0.01 * k * k)]
+    rows = [{**r, "value": 0.0} if r["mode"] == "iterative" and r["metric"] == "peak_memory_mb" else r for r in rows]
+    c = claims.claim_cost(table(rows))
+    assert c["verdict"] == "reproduced" and math.isnan(c["numbers"][0]["memory ratio"])

@@ -249,37 +249,40 @@ def claim_logits(df: pd.DataFrame, z: float = 2.0) -> dict:
                    f"logits vs the other states: {_tally(recs)}")
 
 
+def _cost_pair(it: pd.DataFrame, one: pd.DataFrame, factor: float, slope_tol: float) -> dict | None:
+    """Claim 6's numbers for one (iterative, one-shot) pair of cost rows; None without a common n."""
+    t_it, t_os = (g[g.metric == "wall_time_s"].set_index("n_train") for g in (it, one))
+    m_it, m_os = (g[g.metric == "peak_memory_mb"].set_index("n_train")["value"] for g in (it, one))
+    ns = np.array(sorted(set(t_it.index) & set(t_os.index)))
+    if len(ns) == 0:
+        return None
+    n = ns[-1]
+    k, ratio = n / t_it.loc[n, "batch_size"], t_os.loc[n, "value"] / t_it.loc[n, "value"]
+    s_it, s_os = (loglog_slope(ns, t.loc[ns, "value"].to_numpy()) for t in (t_it, t_os))
+    mem = m_os.get(n, math.nan) / m_it[n] if m_it.get(n, 0) > 0 else math.nan  # peak above baseline; may be 0
+    ok = (k / factor <= ratio <= k * factor) or (abs(s_os - 2) <= slope_tol and abs(s_it - 1) <= slope_tol)
+    return {"n": int(n), "K = n/B": k, "time ratio R": ratio, "slope (iterative)": s_it, "slope (one-shot)": s_os,
+            "memory ratio": mem, "passes": bool(ok)}
+
+
 def claim_cost(df: pd.DataFrame, factor: float = 3.0, slope_tol: float = 0.3) -> dict:
     """6. Iterating is about K times cheaper than one shot over the same data.
 
-    Cost rows (split id, wall_time_s): each learned iterative learner against the one-shot learner
-    (context 'all') of the same family, regime, signal and state, over their common n. At the
-    largest n, K = n / B (B: the iterative learner's mini-batch) and R = t_one_shot / t_iterative.
+    Cost rows (split id, wall_time_s): each learned iterative learner against each one-shot learner
+    (context 'all') of the same family and regime (``iai bench`` times one such pair per regime),
+    over their common n. At the largest n, K = n / B (B: the iterative learner's mini-batch) and R = t_one_shot / t_iterative.
     A pair passes when K/factor <= R <= K*factor, or when the fitted log-log slopes of wall time
     against n are within ``slope_tol`` of 2 (one-shot) and 1 (iterative). Reproduced when all pass.
     """
-    c = df[(df.split == "id") & df.regime.isin(LEARNED) & df.metric.isin(["wall_time_s", "peak_memory_mb"])]
-    c = final_step(c)
+    c = final_step(df[(df.split == "id") & df.regime.isin(LEARNED) & df.metric.isin(["wall_time_s", "peak_memory_mb"])])
     it, os_ = c[c["mode"] == "iterative"], c[(c["mode"] == "one_shot") & (c.context == "all")]
     recs = []
-    for key, ga in it.groupby(["family", "regime", "signal", "state", "learner"], sort=True):
-        gb = os_[(os_.family == key[0]) & (os_.regime == key[1]) & (os_.signal == key[2]) & (os_.state == key[3])]
-        ta = ga[ga.metric == "wall_time_s"].set_index("n_train")
-        for name, gbl in gb.groupby("learner", sort=True):
-            tb = gbl[gbl.metric == "wall_time_s"].set_index("n_train")
-            ns = np.array(sorted(set(ta.index) & set(tb.index)))
-            if len(ns) == 0:
-                continue
-            n = ns[-1]
-            k, ratio = n / ta.loc[n, "batch_size"], tb.loc[n, "value"] / ta.loc[n, "value"]
-            s_it, s_os = loglog_slope(ns, ta.loc[ns, "value"].to_numpy()), loglog_slope(ns, tb.loc[ns, "value"].to_numpy())
-            ma, mb = ga[ga.metric == "peak_memory_mb"].set_index("n_train"), gbl[gbl.metric == "peak_memory_mb"].set_index("n_train")
-            mem = mb.loc[n, "value"] / ma.loc[n, "value"] if n in ma.index and n in mb.index else math.nan
-            ok = (k / factor <= ratio <= k * factor) or (abs(s_os - 2) <= slope_tol and abs(s_it - 1) <= slope_tol)
-            recs.append({"family": key[0], "iterative": key[4], "one-shot": name, "n": int(n), "K = n/B": k,
-                         "time ratio R": ratio, "slope (iterative)": s_it, "slope (one-shot)": s_os,
-                         "memory ratio": mem, "passes": bool(ok)})
-    test = (f"Wall time (split id) of each learned iterative learner and its one-shot [all] counterpart at their "
+    for (fam, regime, name), ga in it.groupby(["family", "regime", "learner"], sort=True):
+        for other, gb in os_[(os_.family == fam) & (os_.regime == regime)].groupby("learner", sort=True):
+            r = _cost_pair(ga, gb, factor, slope_tol)
+            if r:
+                recs.append({"family": fam, "iterative": name, "one-shot": other, **r})
+    test = (f"Wall time (split id) of each learned iterative learner and the one-shot [all] learner of its regime at their "
             f"largest common n: time ratio R = t_one_shot / t_iterative against K = n/B (memory ratio likewise, "
             f"reported only). Passes when K/{factor:g} <= R <= "
             f"{factor:g}K, or when the log-log slopes of time against n are 2 +- {slope_tol:g} (one-shot) and "
