@@ -69,6 +69,8 @@ def lines(ax, data: pd.DataFrame, x: str, styles: dict, y: str = "value", bands:
     for lab, g in groups:
         g = g.sort_values(x)
         st = plain(styles.get(lab, {}))
+        if len(g) == 1 and not st.get("marker"):
+            st["marker"] = "o"  # a lone point needs a marker to be seen
         ax.plot(g[x], g[y], label=lab, **st)
         sem = g["sem"].fillna(0).to_numpy() * (g[y] / g["value"]).to_numpy()
         if bands and (sem > 0).any():
