@@ -1,0 +1,155 @@
+"""The parametric regime: a learned step network refines the parameters of the family's fixed predictor.
+
+    theta^(0) learned;  theta^(i+1) = theta^(i) + gain_i * h_phi(theta^(i), B^(i));  pred = f(x, theta^(K))
+
+The state theta is tokenized by the predictor's structure (``predictor.n_tokens`` tokens of
+``predictor.token_dim``: one token for linear regression's weight vector, one per class for a
+softmax-linear map, one per hidden unit for an MLP). Each state token gets a learned *unit*
+embedding, shared by that unit's gradient and history tokens, so a step can tell units apart
+(class k's token must meet the k-th column of the one-hot labels).
+
+The step network reads, as one set of tokens:
+
+- ``obs``: one token per observation (x, y) of the mini-batch (signal ``obs`` or ``both``);
+- ``grad``: per unit, the gradient of f's mean loss on the mini-batch at the current theta,
+  normalized (signal ``grad`` or ``both``; gradient-only is a learned optimizer);
+- ``memory``: optional extra learned state tokens the step may write to (never read by f);
+- ``history``: optional window of the last h states (and gradients), the non-Markovian variant.
+
+:class:`ParametricLearner` is written against an abstract predictor ``self.f(x, theta)`` so that
+the explicit regime (a learned decoder and a latent z in place of f and theta) is a subclass.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..predictors import MLPPredictor
+from ..tasks import TaskFamily
+from .backbone import (LearnerConfig, ModelConfig, SetTransformer, n_step_features, normalize_grad, step_features,
+                       update_gain, zero_linear)
+from .base import State
+
+
+class ParametricLearner(nn.Module):
+    """Learned iterative (or, with ``mode='one_shot'``, one-pass) learner of f's parameters."""
+
+    regime = "parametric"
+
+    def __init__(self, name: str, family: TaskFamily, cfg: LearnerConfig, model: ModelConfig,
+                 batch_size: int, context_size: int):
+        super().__init__()
+        self.name, self.family, self.cfg, self.model_cfg = name, family, cfg, model
+        self.signal, self.mode, self.history = cfg.signal, cfg.mode, cfg.history
+        self.state_kind = "none"
+        self.batch_size, self.context_size = batch_size, context_size
+        self.n_units, self.unit_dim = self.state_shape()
+        k, e, w = self.n_units, self.unit_dim, model.width
+        self.theta0 = nn.Parameter(self.initial_state())  # [K, E]
+        self.unit = nn.Parameter(0.02 * torch.randn(k, w))  # which unit a token belongs to
+        n_step = n_step_features(cfg.step_feature)
+        dims = {"state": e + n_step}
+        if self.uses_grad:
+            dims["grad"] = e + 1
+        if self.uses_obs:
+            dims["obs"] = family.in_dim + family.out_dim
+        if cfg.memory:
+            self.memory0 = nn.Parameter(torch.zeros(cfg.memory, e))
+            self.memory_unit = nn.Parameter(0.02 * torch.randn(cfg.memory, w))
+            self.memory_head = zero_linear(w, e)
+            dims["memory"] = e + n_step
+        if cfg.history:
+            self.lag = nn.Parameter(0.02 * torch.randn(cfg.history, w))
+            dims["history"] = e + (e + 1 if self.uses_grad else 0) + 1  # state, gradient, present flag
+        self.backbone = SetTransformer(model, dims)
+        self.head = zero_linear(w, e)
+        if cfg.nominal:  # log step size of the plain gradient term (0.5: Newton's step on a unit-variance mean squared loss)
+            self.log_lr = nn.Parameter(torch.tensor(-0.6931))
+
+    # ------------------------------------------------------------------ what the subclasses change
+    def state_shape(self) -> tuple[int, int]:
+        p = self.family.predictor
+        return p.n_tokens, p.token_dim
+
+    def initial_state(self) -> Tensor:
+        """theta^(0) before training: the prior mean (zero) for linear maps; a small fixed draw for an
+        MLP, whose zero point is a saddle."""
+        k, e = self.state_shape()
+        if isinstance(self.family.predictor, MLPPredictor):
+            return 0.1 * torch.randn(k, e)
+        return torch.zeros(k, e)
+
+    def f(self, x: Tensor, theta: Tensor) -> Tensor:
+        """The predictor: x ``[T, M, D]``, theta ``[T, K, E]`` -> ``[T, M, O]``."""
+        return self.family.predictor(x, theta)
+
+    # ------------------------------------------------------------------ the protocol
+    @property
+    def uses_grad(self) -> bool:
+        return self.signal in ("grad", "both")
+
+    @property
+    def uses_obs(self) -> bool:
+        return self.signal in ("obs", "both")
+
+    def init(self, x_query: Tensor) -> State:
+        t = x_query.shape[0]
+        theta = self.theta0.to(x_query.dtype).expand(t, -1, -1)
+        state = {"theta": theta, "n": x_query.new_zeros(t)}
+        if self.cfg.memory:
+            state["memory"] = self.memory0.to(x_query.dtype).expand(t, -1, -1)
+        if self.history:
+            k, e, h = self.n_units, self.unit_dim, self.history
+            state["hist"] = x_query.new_zeros(t, h, k, e + (e + 1 if self.uses_grad else 0) + 1)
+        return state
+
+    def gradient(self, theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        """d(mean mini-batch loss of f)/d theta per task ``[T, K, E]``, in float32, outside any
+        autocast and any outer ``no_grad``; a feature only (no gradient flows back through it)."""
+        device_type = theta.device.type
+        with torch.enable_grad(), torch.autocast(device_type, enabled=False):
+            th = theta.detach().float().requires_grad_(True)
+            loss = self.family.loss(self.f(x.float(), th), y.float()).sum()
+            return torch.autograd.grad(loss, th)[0]
+
+    def step(self, state: State, x: Tensor, y: Tensor) -> State:
+        # x [T, b, D], y [T, b, O]; any b >= 1
+        theta, n, b = state["theta"], state["n"], x.shape[1]
+        k = self.n_units
+        sf = step_features(n, b, self.cfg.step_feature).to(theta.dtype)  # [T, F]
+        inputs = [("state", torch.cat([theta, sf.unsqueeze(1).expand(-1, k, -1)], -1), self.unit)]
+        g = raw = None
+        if self.uses_grad:
+            raw = self.gradient(theta, x, y)  # [T, K, E]
+            g = normalize_grad(raw, self.cfg.grad_norm).to(theta.dtype)  # [T, K, E+1]
+            inputs.append(("grad", g, self.unit))
+        if self.cfg.memory:
+            mem = state["memory"]
+            inputs.append(("memory", torch.cat([mem, sf.unsqueeze(1).expand(-1, mem.shape[1], -1)], -1),
+                           self.memory_unit))
+        if self.history:
+            hist = state["hist"]  # [T, h, K, F_h]
+            unit = (self.unit.unsqueeze(0) + self.lag.unsqueeze(1)).flatten(0, 1)  # [h*K, W]
+            inputs.append(("history", hist.flatten(1, 2), unit))
+        if self.uses_obs:
+            inputs.append(("obs", torch.cat([x, y], -1), None))
+        out = self.backbone(inputs, n_context_groups=len(inputs))
+        gain = update_gain(n, b, self.cfg.update_scale).view(-1, 1, 1).to(theta.dtype)
+        delta = self.head(out[0]).to(theta.dtype)
+        if self.cfg.nominal:  # gain * (-lr * grad) + gain^2 * learned: the learned part fades as data accumulate
+            delta = gain * delta - self.log_lr.exp() * raw.to(theta.dtype)
+        new = {"theta": theta + gain * delta, "n": n + b}
+        if self.cfg.memory:
+            new["memory"] = state["memory"] + gain * self.memory_head(out[2 if self.uses_grad else 1]).to(theta.dtype)
+        if self.history:
+            now = [theta] + ([g] if g is not None else []) + [theta.new_ones(*theta.shape[:-1], 1)]
+            new["hist"] = torch.cat([torch.cat(now, -1).unsqueeze(1), state["hist"][:, :-1]], 1)
+        return new
+
+    def predict(self, state: State, x_query: Tensor) -> Tensor:
+        return self.f(x_query, state["theta"])
+
+    def extra_repr(self) -> str:
+        return (f"name={self.name!r}, regime={self.regime}, signal={self.signal}, mode={self.mode}, "
+                f"state={self.n_units}x{self.unit_dim}, history={self.history}, memory={self.cfg.memory}")

@@ -1,0 +1,179 @@
+"""Learned learners: set invariance, detached steps, checkpoints, any batch size, bad configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from iai.learners import build_learner, load_learner, save_learner
+from iai.learners.base import Learner
+from iai.params import RunSpec
+from iai.rollout import rollout
+from iai.tasks import make_family
+from iai.train import TrainConfig, train_iteration
+from iai.utils import ConfigError
+
+MODEL = {"width": 32, "depth": 2, "heads": 4, "ff": 64}
+TRAIN = {"batch_size": 8, "max_steps": 3}
+LINREG = make_family("linear_regression", dim=4, noise_std=0.5)
+LOGREG = make_family("linear_classification", dim=4, n_classes=3)
+MLPREG = make_family("nonlinear_regression", dim=3, hidden=5)
+
+VARIANTS = {
+    "parametric_obs": (LINREG, {"regime": "parametric", "signal": "obs"}),
+    "parametric_grad": (LINREG, {"regime": "parametric", "signal": "grad", "grad_norm": "none"}),
+    "parametric_both_h2_mem2": (LINREG, {"regime": "parametric", "signal": "both", "history": 2, "memory": 2}),
+    "parametric_logreg": (LOGREG, {"regime": "parametric", "signal": "both", "step_feature": "log_n"}),
+    "parametric_mlp": (MLPREG, {"regime": "parametric", "signal": "both"}),
+    "explicit_both": (LINREG, {"regime": "explicit", "signal": "both", "latent_tokens": 2, "latent_dim": 3}),
+    "implicit_logits": (LINREG, {"regime": "implicit"}),
+    "implicit_hidden_h2": (LOGREG, {"regime": "implicit", "state": "hidden", "history": 2}),
+    "implicit_probs": (LOGREG, {"regime": "implicit", "state": "probs", "update_scale": "constant"}),
+    "hypernet_oneshot": (LINREG, {"regime": "parametric", "signal": "obs", "mode": "one_shot"}),
+}
+
+
+def make(name: str, randomize: bool = True):
+    family, spec = VARIANTS[name]
+    learner = build_learner(RunSpec("fam", name, spec, MODEL, TRAIN), family, seed=1)
+    if randomize:  # output layers start at zero (a fresh learner does not move): give them weights
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(2)
+            for p in learner.parameters():
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return family, learner
+
+
+def data(family, n=8, m=5, seed=0):
+    tasks = family.sample(3, n, m, seed)
+    return tasks.x_train, tasks.y_train, tasks.x_valid
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_new_state_ignores_the_order_of_a_minibatch(name):
+    family, learner = make(name)
+    x, y, xq = data(family)
+    perm = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        s0 = learner.init(xq)
+        s1 = learner.step(learner.step(s0, x, y), x, y)  # the second step reads a non-initial state
+        s2 = learner.step(learner.step(s0, x, y), x[:, perm], y[:, perm])
+        s3 = learner.step(learner.step(s0, x, y), x, y.flip(1))  # other data: the state must change
+    assert isinstance(learner, Learner)
+    for key in s1:
+        torch.testing.assert_close(s1[key], s2[key], rtol=1e-5, atol=1e-5)
+    assert any(not torch.allclose(s1[k], s3[k]) for k in s1)
+    assert learner.predict(s1, xq).shape == (3, xq.shape[1], family.out_dim)
+
+
+@pytest.mark.parametrize("name", ["parametric_both_h2_mem2", "implicit_hidden_h2", "explicit_both"])
+def test_steps_take_any_batch_size_under_no_grad(name):
+    family, learner = make(name)
+    _, _, xq = data(family)
+    with torch.no_grad():
+        state = learner.init(xq)
+        for b in (1, 8, 37):
+            x, y, _ = data(family, n=b, seed=b)
+            state = learner.step(state, x, y)
+    assert torch.isfinite(learner.predict(state, xq)).all()
+    assert state["n"].tolist() == [46.0] * 3
+
+
+class _Recorder:
+    """Wraps a learner; hooks every tensor of every new state to count the gradients that reach it."""
+
+    def __init__(self, learner):
+        self.learner, self.hits, self.inputs_require_grad = learner, [], []
+        self.mode = learner.mode
+
+    def init(self, xq):
+        return self.learner.init(xq)
+
+    def predict(self, state, xq):
+        return self.learner.predict(state, xq)
+
+    def step(self, state, x, y):
+        self.inputs_require_grad.append(any(v.requires_grad for v in state.values()))
+        new = self.learner.step(state, x, y)
+        count = [0]
+        self.hits.append(count)
+        for v in new.values():
+            if v.requires_grad:
+                v.register_hook(lambda g, c=count: c.__setitem__(0, c[0] + 1))
+        return new
+
+
+@pytest.mark.parametrize("name", ["parametric_both_h2_mem2", "implicit_logits", "explicit_both"])
+def test_no_gradient_reaches_an_earlier_step(name):
+    family, learner = make(name, randomize=False)
+    rec = _Recorder(learner)
+    tc = TrainConfig(batch_size=8, max_steps=3, random_steps=False, tasks_per_batch=4, n_valid=5)
+    train_iteration(rec, family, tc, seed=0, device=torch.device("cpu"))
+    assert len(rec.hits) == 3
+    # step 1 reads theta^(0) (learned, so it requires grad); later steps read detached states
+    assert rec.inputs_require_grad == [True, False, False]
+    # each state gets gradient from its own loss only, once per tensor that carries a graph
+    n_graph = [h[0] for h in rec.hits]
+    assert n_graph[0] == n_graph[1] == n_graph[2] >= 1
+    assert all(p.grad is not None for p in learner.backbone.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("name", ["parametric_logreg", "implicit_hidden_h2", "explicit_both", "hypernet_oneshot"])
+def test_save_then_load_reproduces_predictions_exactly(tmp_path, name):
+    family, learner = make(name)
+    learner.eval()
+    tasks = family.sample(4, 24, 6, 5)
+    before = rollout(learner, family, tasks, 8, steps="all", seed=3)
+    path = tmp_path / "m.pt"
+    save_learner(path, learner)
+    loaded = load_learner(path)
+    assert not loaded.training and loaded.name == name and loaded.regime == learner.regime
+    assert loaded.mode == learner.mode and loaded.state_kind == learner.state_kind
+    assert loaded.batch_size == 8 and loaded.context_size == 24
+    assert rollout(loaded, family, tasks, 8, steps="all", seed=3) == before
+    with torch.no_grad():
+        s_a, s_b = learner.init(tasks.x_valid), loaded.init(tasks.x_valid)
+        s_a = learner.step(s_a, tasks.x_train, tasks.y_train)
+        s_b = loaded.step(s_b, tasks.x_train, tasks.y_train)
+        assert torch.equal(learner.predict(s_a, tasks.x_valid), loaded.predict(s_b, tasks.x_valid))
+    # an out-of-distribution variant of the same family is fine; another shape is not
+    load_learner(path, family.variant(input_scale=3.0))
+    other = make_family(family.kind, **{k: v for k, v in family.params().items() if k != "kind"} | {"dim": 6})
+    with pytest.raises(ConfigError, match="different kind or predictor shape"):
+        load_learner(path, other)
+
+
+def test_a_file_that_is_not_a_checkpoint_fails_clearly(tmp_path):
+    path = tmp_path / "x.pt"
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(ConfigError, match="not an iai learner checkpoint"):
+        load_learner(path)
+
+
+@pytest.mark.parametrize("spec, family, message", [
+    ({"regime": "bayesian"}, LINREG, r"run.regime: expected one of \['parametric', 'implicit', 'explicit'\]"),
+    ({"regime": "parametric", "signal": "gradient"}, LINREG, r"run.signal: expected one of"),
+    ({"regime": "implicit", "signal": "grad"}, LINREG, r"implicit regime reads observations only"),
+    ({"regime": "implicit", "state": "probs"}, LINREG, r"'probs' needs a classification family"),
+    ({"regime": "parametric", "state": "hidden"}, LINREG, r"only the implicit regime has a state choice"),
+    ({"regime": "parametric", "mode": "one_shot", "history": 2}, LINREG, r"one-shot learner .* no history"),
+    ({"regime": "parametric", "widht": 3}, LINREG, r"unknown key\(s\) \['widht'\]"),
+    ({"regime": "explicit", "latent_dim": 0}, LINREG, r"run.latent_dim: expected an integer >= 1"),
+])
+def test_bad_configs_fail_with_one_clear_message(spec, family, message):
+    with pytest.raises(ConfigError, match=message):
+        build_learner(RunSpec("fam", "bad", spec, MODEL, TRAIN), family)
+
+
+def test_bad_model_sizes_fail_clearly():
+    with pytest.raises(ConfigError, match="model.width: expected a multiple of model.heads"):
+        build_learner(RunSpec("fam", "bad", {"regime": "parametric"}, {**MODEL, "width": 30}, TRAIN), LINREG)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_runs_on_cuda():
+    family, learner = make("parametric_both_h2_mem2")
+    learner = learner.to("cuda")
+    tasks = family.sample(4, 24, 6, 5)
+    rec = rollout(learner, family, tasks, 8, device="cuda")
+    assert all(torch.isfinite(torch.tensor(r["value"])) for r in rec)
