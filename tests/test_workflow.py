@@ -281,3 +281,30 @@ def test_killed_training_is_marked_incomplete_and_resumes(tiny_run, tmp_path):
     assert not resume.exists()
     summary = json.loads((ws / "data/models/linreg/long.json").read_text())
     assert summary["iterations"] == 400 and summary["resumed_at"] >= 20
+
+
+def dvc(ws: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "dvc"), *args], cwd=ws, env=env(), capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_dvc_adopts_the_snakemake_run_and_reruns_only_the_changed_stage(tiny_run, tmp_path):
+    ws = copy_run(tiny_run[0], tmp_path / "ws")
+    assert subprocess.run(["git", "init", "-q"], cwd=ws).returncode == 0
+    assert dvc(ws, "init", "-q").returncode == 0
+    gen = subprocess.run([sys.executable, "workflow/scripts/dvc_yaml.py", "--params", TINY], cwd=ws, env=env(),
+                         capture_output=True, text=True)
+    assert gen.returncode == 0, gen.stderr
+    assert dvc(ws, "commit", "--force", "--quiet").returncode == 0  # what `make reproduce` does after Snakemake
+    assert "Data and pipelines are up to date" in dvc(ws, "status").stdout
+    raw = yaml.safe_load((ws / TINY).read_text())
+    raw["report"] = {"significance": 3.0}  # read by the report stage alone
+    (ws / TINY).write_text(yaml.safe_dump(raw, sort_keys=False))
+    status = dvc(ws, "status").stdout
+    assert re.findall(r"^(\S+):$", status, flags=re.M) == ["report"], status
+    repro = dvc(ws, "repro")
+    assert repro.returncode == 0, repro.stdout + repro.stderr
+    assert re.findall(r"Running stage '([^']+)'", repro.stdout) == ["report"]
+    assert "Data and pipelines are up to date" in dvc(ws, "status").stdout
+    res = snakemake(ws, "--dry-run")  # the job DVC ran went through Snakemake: it agrees
+    assert "Nothing to be done" in res.stdout, res.stdout

@@ -48,7 +48,7 @@ def _stage(sm: str, rule: str, outs: list[str], deps: list[str], params_file: st
     if deps:
         stage["deps"] = deps
     if keys:
-        stage["params"] = [{params_file: keys}]
+        stage["params"] = [{params_file: None if keys == ["*"] else keys}]
     persist = {"persist": True}  # see the module docstring: Snakemake redoes the job itself
     plain = [o for o in outs if o not in plots and o not in metrics]
     if plain:

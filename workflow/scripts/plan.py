@@ -150,8 +150,9 @@ def _present(raw: dict, keys: list[str]) -> list[str]:
 def keys(raw: dict, stage: str, family: str | None = None, learner: str | None = None) -> list[str]:
     """The params keys a job reads: its Snakemake ``params:`` and its DVC stage's ``params:``.
 
-    Only keys present in the file are listed (a missing optional key takes the code's default).
-    Training reads its run's entry through ``data/runs/<family>/<learner>.json`` instead.
+    Only keys present in the file are listed (a missing optional key takes the code's default);
+    ``["*"]`` means the whole file. Training reads its run's entry through
+    ``data/runs/<family>/<learner>.json`` instead.
     """
     ev = list(raw.get("evaluate", {}))
     if stage == "generate":
@@ -168,7 +169,7 @@ def keys(raw: dict, stage: str, family: str | None = None, learner: str | None =
     elif stage == "figures":
         wanted = ["references.learners", "train.batch_size", "train.max_steps", "runs", "report.train_context"]
     elif stage == "report":
-        wanted = sorted(raw)  # the report shows the whole recipe
+        return ["*"]  # the report shows the whole recipe: every key, present or added later
     else:
         wanted = []
     return _present(raw, wanted)
@@ -181,7 +182,7 @@ def canonical(obj: Any) -> str:
 
 def settings(raw: dict, *args: str | None) -> str:
     """The values of :func:`keys` as canonical JSON: what a job's Snakemake ``params:`` records."""
-    return canonical({k: lookup(raw, k) for k in keys(raw, *args)})
+    return canonical({k: raw if k == "*" else lookup(raw, k) for k in keys(raw, *args)})
 
 
 def resolved_run(params, family: str, learner: str) -> dict:
