@@ -3,6 +3,7 @@
 #   make reproduce                       the whole pipeline on params/default.yaml (CPU, minutes)
 #   make reproduce PARAMS=params/paper.yaml PROFILE=workflow/profiles/gpu
 #   make test                            the test suite (pytest)
+#   make pull                            fetch the artifacts from the DVC remote, then Snakemake adopts them
 #   make dry-run | lint | dvc.yaml | workflow-report | help
 
 SHELL := /bin/bash
@@ -21,10 +22,10 @@ export MPLBACKEND := Agg
 
 SNAKEMAKE = snakemake $(if $(PROFILE),--workflow-profile $(PROFILE)) --config params=$(PARAMS)
 
-.PHONY: help setup reproduce test dry-run lint dvc.yaml workflow-report
+.PHONY: help setup reproduce test pull adopt dry-run lint dvc.yaml workflow-report
 
 help:
-	@sed -n '1,6p' Makefile
+	@sed -n '1,7p' Makefile
 
 setup: $(STAMP)
 
@@ -54,6 +55,18 @@ reproduce: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+pull: setup
+	dvc pull
+	@$(MAKE) --no-print-directory adopt
+
+# After `dvc pull` or `dvc checkout`, the files are DVC's: Snakemake has no record of them and judges
+# them by checkout order. Once `dvc status` is clean (the files match the params and code), Snakemake
+# records every output as made by the current params and inputs (`--touch --forceall`), so it neither
+# redoes them nor misses a later change.
+adopt: setup
+	@dvc status --quiet || { echo "make adopt: dvc status is not clean; run dvc repro first" >&2; exit 1; }
+	$(SNAKEMAKE) --touch --forceall --quiet
 
 dry-run: setup
 	$(SNAKEMAKE) --dry-run --quiet
