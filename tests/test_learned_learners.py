@@ -22,10 +22,12 @@ MLPREG = make_family("nonlinear_regression", dim=3, hidden=5)
 VARIANTS = {
     "parametric_obs": (LINREG, {"regime": "parametric", "signal": "obs"}),
     "parametric_grad": (LINREG, {"regime": "parametric", "signal": "grad", "grad_norm": "none"}),
-    "parametric_both_h2_mem2": (LINREG, {"regime": "parametric", "signal": "both", "history": 2, "memory": 2}),
+    "parametric_both_h2_mem2": (LINREG, {"regime": "parametric", "signal": "both", "history": 2, "memory": 2,
+                                         "nominal": True}),
     "parametric_logreg": (LOGREG, {"regime": "parametric", "signal": "both", "step_feature": "log_n"}),
     "parametric_mlp": (MLPREG, {"regime": "parametric", "signal": "both"}),
-    "explicit_both": (LINREG, {"regime": "explicit", "signal": "both", "latent_tokens": 2, "latent_dim": 3}),
+    "explicit_both": (LINREG, {"regime": "explicit", "signal": "both", "latent_tokens": 2, "latent_dim": 3,
+                               "grad_norm": "rms"}),
     "implicit_logits": (LINREG, {"regime": "implicit"}),
     "implicit_hidden_h2": (LOGREG, {"regime": "implicit", "state": "hidden", "history": 2}),
     "implicit_probs": (LOGREG, {"regime": "implicit", "state": "probs", "update_scale": "constant"}),
@@ -177,3 +179,22 @@ def test_runs_on_cuda():
     tasks = family.sample(4, 24, 6, 5)
     rec = rollout(learner, family, tasks, 8, device="cuda")
     assert all(torch.isfinite(torch.tensor(r["value"])) for r in rec)
+
+
+def test_the_params_schema_matches_the_config_dataclasses():
+    from dataclasses import fields
+
+    from iai.learners.backbone import LearnerConfig, ModelConfig
+    from iai.params import schema
+
+    defs = schema()["$defs"]
+    assert set(defs["model"]["properties"]) == {f.name for f in fields(ModelConfig)}
+    run_keys = set(defs["run"]["properties"]) - {"family", "name", "model", "train"}
+    assert run_keys == {f.name for f in fields(LearnerConfig)}
+    assert defs["run"]["additionalProperties"] is False and defs["model"]["additionalProperties"] is False
+
+
+def test_the_nominal_gradient_term_needs_a_gradient():
+    with pytest.raises(ConfigError, match="nominal gradient term needs signal 'grad' or 'both'"):
+        build_learner(RunSpec("fam", "bad", {"regime": "parametric", "signal": "obs", "nominal": True}, MODEL, TRAIN),
+                      LINREG)

@@ -36,7 +36,7 @@ def excess_risk(learner, n_steps=3, seed=99) -> float:
 @pytest.mark.parametrize("spec, factor", [
     ({"regime": "parametric", "signal": "both"}, 0.2),
     ({"regime": "implicit"}, 0.4),
-    ({"regime": "explicit", "signal": "both", "latent_tokens": 2, "latent_dim": 4}, 0.75),
+    ({"regime": "explicit", "signal": "both", "latent_tokens": 1, "latent_dim": 8}, 0.75),
     ({"regime": "parametric", "signal": "obs", "mode": "one_shot"}, 0.4),
 ], ids=lambda s: f"{s['regime']}-{s.get('mode', 'iterative')}" if isinstance(s, dict) else "")
 def test_a_tiny_training_run_lowers_the_valid_loss(tmp_path, spec, factor):
@@ -108,3 +108,13 @@ def test_the_cli_trains_a_run_from_params_and_writes_its_outputs(tmp_path, capsy
     assert config["train"]["iterations"] == 3 and config["learner"]["signal"] == "both"
     assert iai_main(argv[:5] + ["--learner", "nope", "--out", str(out)]) == 2
     assert "no run lin/nope" in capsys.readouterr().err
+
+
+def test_the_params_schema_matches_the_train_config():
+    from dataclasses import fields
+
+    from iai.params import schema
+    from iai.train import TrainConfig
+
+    train = schema()["$defs"]["train"]
+    assert set(train["properties"]) == {f.name for f in fields(TrainConfig)} and train["additionalProperties"] is False

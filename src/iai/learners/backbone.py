@@ -89,12 +89,12 @@ class LearnerConfig:
     mode: str = "iterative"
     state: str = "logits"
     history: int = 0
-    latent_tokens: int = 4
-    latent_dim: int = 4
+    latent_tokens: int = 1
+    latent_dim: int = 16
     decoder_hidden: int = 64
     update_scale: str = "inverse_step"
     step_feature: str = "gain"
-    grad_norm: str = "rms"
+    grad_norm: str = "none"
     nominal: bool = False
     memory: int = 0
 

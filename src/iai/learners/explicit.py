@@ -16,17 +16,22 @@ from .parametric import ParametricLearner
 
 
 class Decoder(nn.Module):
-    """f_gamma(x, z) = MLP([x, flatten(z)]): two GELU hidden layers of ``hidden`` units."""
+    """f_gamma(x, z): an MLP whose first layer is FiLM-conditioned on z, then two GELU layers.
+
+    h = W_x x + W_z z + (A_x x) * (A_z z): the multiplicative term lets the decoder express the
+    bilinear maps x^T W z that a linear family needs (a plain MLP on [x, z] learns them slowly).
+    """
 
     def __init__(self, in_dim: int, latent: int, hidden: int, out_dim: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim + latent, hidden), nn.GELU(), nn.Linear(hidden, hidden),
-                                 nn.GELU(), nn.Linear(hidden, out_dim))
+        self.x_in, self.z_in = nn.Linear(in_dim, 2 * hidden), nn.Linear(latent, 2 * hidden)
+        self.net = nn.Sequential(nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
 
     def forward(self, x: Tensor, z: Tensor) -> Tensor:
         # x [T, M, D], z [T, L, Z] -> [T, M, O]
-        zf = z.flatten(1).unsqueeze(1).expand(-1, x.shape[1], -1)
-        return self.net(torch.cat([x, zf.to(x.dtype)], -1))
+        ax, bx = self.x_in(x).chunk(2, -1)  # [T, M, H] each
+        az, bz = self.z_in(z.flatten(1).to(x.dtype)).unsqueeze(1).chunk(2, -1)  # [T, 1, H] each
+        return self.net(ax + az + bx * bz)
 
 
 class ExplicitLearner(ParametricLearner):
