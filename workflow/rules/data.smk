@@ -28,12 +28,10 @@ rule resolve_run:
     output:
         "data/runs/{family}/{learner}.json",
     params:
-        file=PARAMS,
         run=lambda w: P.canonical(P.resolved_run(PLAN.params, w.family, w.learner)),
+    conda:
+        ENV
     log:
         "logs/resolve_run/{family}/{learner}.log",
-    run:
-        from iai.utils import write_json, write_text
-
-        write_json(output[0], json.loads(params.run))
-        write_text(log[0], f"wrote {output[0]}\n")
+    shell:
+        "python -m json.tool --sort-keys <<< {params.run:q} > {output} 2> {log}"
