@@ -15,7 +15,6 @@ here without masks:
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -232,7 +231,3 @@ def normalize_grad(g: Tensor, kind: str) -> Tensor:
     rms = g.pow(2).mean((-1, -2), keepdim=True).add(1e-12).sqrt()  # [T, 1, 1]
     return torch.cat([g / rms, rms.log().expand(*g.shape[:-1], 1) / 4.0], -1)
 
-
-def init_uniform_(p: Tensor, fan_in: int) -> Tensor:
-    with torch.no_grad():
-        return p.uniform_(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
