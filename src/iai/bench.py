@@ -18,6 +18,7 @@ Tasks are sampled fresh (cost does not depend on the data), so n may exceed the 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import math
 import re
 import statistics
@@ -48,6 +49,8 @@ def _reset_peak(device: torch.device) -> float:
         torch.cuda.reset_peak_memory_stats(device)
         return torch.cuda.memory_allocated(device) / 2**20
     try:
+        # give freed heap back to the OS first, or the next run reuses it and its peak is invisible
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
         return _rss_mb("VmRSS")
     except OSError:
@@ -92,17 +95,27 @@ def cost_pairs(params: Params, family_name: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def bench_family(params: Params, family_name: str, models_dir: str | Path = "data/models",
-                 device: str = "cpu") -> list[dict]:
-    """Cost rows (results-table columns) for every (iterative, one-shot) pair of a family."""
+def bench_family(params: Params, family_name: str, models_dir: str | Path | None = "data/models",
+                 device: str = "cpu", sizes: list[int] | None = None) -> list[dict]:
+    """Cost rows (results-table columns) for every (iterative, one-shot) pair of a family.
+
+    With ``models_dir=None`` the learners are built untrained from their run configs: cost depends
+    on the architecture and the sizes alone, so this measures a machine without training first.
+    """
+    from .learners import build_learner
+
     dev = resolve_device(device)
     family, _ = build_family(params.family(family_name))
     ev = params.evaluate
-    sizes, n_tasks, repeats = ev.get("cost_sizes", [64, 256, 1024]), ev.get("cost_tasks", 8), ev.get("cost_repeats", 3)
+    sizes = sizes or ev.get("cost_sizes", [64, 256, 1024])
+    n_tasks, repeats = ev.get("cost_tasks", 8), ev.get("cost_repeats", 3)
     rows = []
     for pair in cost_pairs(params, family_name):
         for name in pair:
-            learner = load_learned(params, family_name, name, Path(models_dir), family, dev)
+            if models_dir is None:
+                learner = build_learner(params.run(family_name, name), family).to(dev).eval()
+            else:
+                learner = load_learned(params, family_name, name, Path(models_dir), family, dev)
             for n in sizes:
                 seed = derive_seed(params.seed, "bench", family_name, n)
                 tasks = family.sample(n_tasks, n, 16, seed)
@@ -122,6 +135,9 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default="data/models", help="checkpoint folder (default: data/models)")
     p.add_argument("--device", default=None, help="auto, cpu or cuda (default: the params' device)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's default)")
+    p.add_argument("--untrained", action="store_true",
+                   help="build the learners untrained from the params (cost depends on the architecture only)")
+    p.add_argument("--sizes", type=int, nargs="+", help="dataset sizes (default: evaluate.cost_sizes)")
     p.add_argument("--out", required=True, help="cost rows (CSV); a summary JSON is written beside it")
 
 
@@ -131,7 +147,7 @@ def cli_main(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     device = args.device or params.device
-    df = to_frame([{c: r[c] for c in COLUMNS} for r in bench_family(params, args.family, args.models, device)])
+    df = to_frame([{c: r[c] for c in COLUMNS} for r in bench_family(params, args.family, None if args.untrained else args.models, device, args.sizes)])
     write(df, args.out)
     write_json(Path(args.out).with_suffix(".json"), {
         "stage": "bench", "family": args.family, "rows": len(df), "device": str(resolve_device(device)),
