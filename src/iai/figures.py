@@ -197,7 +197,8 @@ def fig_signal_vs_dim(df: pd.DataFrame, styles: dict, contexts: dict):
             vline(ax, contexts.get(fams[0]), f"training context {contexts.get(fams[0])}")
             ax.set(title=f"{kind.replace('_', ' ')}, d = {dims[kind][j]}  ({', '.join(fams)})", xlabel=N_LABEL)
     legend(fig, cells, SIGNAL_STYLES, "signal")
-    fig.suptitle("Parametric learner: observations vs gradients vs both, across input dimension d", weight="bold")
+    sep = " " if ncols >= 3 else "\n"  # a narrow figure wraps its title instead of cutting it off
+    fig.suptitle(f"Parametric learner: observations vs gradients vs both,{sep}across input dimension d", weight="bold")
     return fig
 
 
@@ -235,10 +236,10 @@ def fig_cost(df: pd.DataFrame, styles: dict, contexts: dict):
         if g.empty:
             ax.text(0.5, 0.5, "not measured in this run", ha="center", transform=ax.transAxes)
             continue
-        for lab, gl in g.groupby("label", sort=True):
+        for (fam, lab), gl in g.groupby(["family", "label"], sort=True):  # one line per family's learner
             gl = gl.sort_values("n_train")
             slope = f"{loglog_slope(gl.n_train, gl.value):.2f}".replace("-0.00", "0.00")
-            name = f"{gl.family.iloc[0]} · {lab}" if g.family.nunique() > 1 else lab
+            name = f"{fam} · {lab}" if g.family.nunique() > 1 else lab
             ax.plot(gl.n_train, gl.value, label=f"{name}: slope {slope}", **plain(styles.get(lab, {})))
         log2_axis(ax, g.n_train)
         y_axis(ax, metric, g.value)

@@ -7,6 +7,7 @@ samplers under a different stream, so no evaluation task is ever trained on.
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from . import __version__
@@ -31,7 +32,11 @@ def sample_bank(params: Params, name: str) -> dict[str, TaskBatch]:
 
 
 def write_bank(params: Params, name: str, out_dir: str | Path) -> Path:
-    """Write ``<out_dir>/<name>.pt`` and its manifest ``<name>.json``; returns the bank's path."""
+    """Write ``<out_dir>/<name>.pt`` and its manifest ``<name>.json``; returns the bank's path.
+
+    The manifest doubles as the stage summary the report reads (stage, duration, device).
+    """
+    start = time.perf_counter()
     out_dir = Path(out_dir)
     family, splits = build_family(params.family(name))  # validates before anything is written
     bank = sample_bank(params, name)
@@ -49,6 +54,9 @@ def write_bank(params: Params, name: str, out_dir: str | Path) -> Path:
         "params_file": params.path,
         "files": {path.name: {"sha256": file_sha256(path)}},
         "iai_version": __version__,
+        "stage": "generate",
+        "device": "cpu",  # tasks are always sampled on the CPU, so seeds give the same tasks anywhere
+        "duration_s": round(time.perf_counter() - start, 3),
     }
     write_json(out_dir / f"{name}.json", manifest)
     return path

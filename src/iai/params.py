@@ -113,7 +113,7 @@ def _explain(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
-def validate(raw: Any, source: str = "<dict>") -> None:
+def validate(raw: Any, source: str = "<dict>", learning_rates: bool = True) -> None:
     """Raise :class:`ConfigError` naming the first offending key (by path) and what was expected."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of params at the top level, got {type(raw).__name__}")
@@ -122,10 +122,10 @@ def validate(raw: Any, source: str = "<dict>") -> None:
     if errors:
         e = jsonschema.exceptions.best_match(errors) if len(errors) > 1 else errors[0]
         raise ConfigError(f"{source}: {_where(e)}: {_explain(e)}")
-    _cross_check(raw, source)
+    _cross_check(raw, source, learning_rates)
 
 
-def _cross_check(raw: dict, source: str) -> None:
+def _cross_check(raw: dict, source: str, learning_rates: bool = True) -> None:
     """What a schema cannot say: names that must refer to each other, sizes that must fit."""
     families = raw["families"]
     seen = set()
@@ -140,7 +140,7 @@ def _cross_check(raw: dict, source: str) -> None:
             raise ConfigError(f"{source}: runs.{i}: the run {key[0]}/{key[1]} is defined twice")
         seen.add(key)
     for opt in ("sgd", "adam"):
-        if opt in raw["references"]["learners"]:
+        if learning_rates and opt in raw["references"]["learners"]:
             lrs = raw["references"].get(opt, {}).get("lr", {})
             missing = sorted(set(families) - set(lrs))
             if missing:
@@ -151,9 +151,13 @@ def _cross_check(raw: dict, source: str) -> None:
         raise ConfigError(f"{source}: evaluate.sizes: {too_big} exceed banks.n_train = {raw['banks']['n_train']}")
 
 
-def from_dict(raw: dict[str, Any], source: str = "<dict>") -> Params:
-    """Validate a params mapping and build :class:`Params` (run sections merged over the defaults)."""
-    validate(raw, source)
+def from_dict(raw: dict[str, Any], source: str = "<dict>", learning_rates: bool = True) -> Params:
+    """Validate a params mapping and build :class:`Params` (run sections merged over the defaults).
+
+    ``learning_rates=False`` skips the check that every family has SGD/Adam learning rates
+    (``iai tune-lr`` is how they are found).
+    """
+    validate(raw, source, learning_rates)
     raw = copy.deepcopy(raw)
     families = {}
     for name, spec in raw["families"].items():
@@ -172,7 +176,7 @@ def from_dict(raw: dict[str, Any], source: str = "<dict>") -> Params:
                   report=raw.get("report", {}), raw=raw, path=source)
 
 
-def load_params(path: str | Path) -> Params:
+def load_params(path: str | Path, learning_rates: bool = True) -> Params:
     """Read and validate a params YAML file."""
     path = Path(path)
     if not path.is_file():
@@ -181,4 +185,4 @@ def load_params(path: str | Path) -> Params:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from err
-    return from_dict(raw, str(path))
+    return from_dict(raw, str(path), learning_rates)

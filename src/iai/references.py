@@ -90,7 +90,7 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cli_main(args: argparse.Namespace) -> None:
-    params = load_params(args.params)
+    params = load_params(args.params, learning_rates=False)
     names = args.family or list(params.families)
     chosen: dict[str, dict[str, float]] = {"sgd": {}, "adam": {}}
     for name in names:
