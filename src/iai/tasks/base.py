@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..predictors import Predictor, sample_theta
+from ..predictors import MLPPredictor, Predictor, sample_theta
 from ..utils import ConfigError, generator
 
 INPUT_DISTS = ("gaussian", "uniform")
@@ -154,7 +154,8 @@ class TaskFamily:
 
     @property
     def out_dim(self) -> int:
-        return self.predictor.out_dim
+        """1 for regression, the number of classes for classification."""
+        raise NotImplementedError
 
     def variant(self, **overrides: Any) -> "TaskFamily":
         """The same family with some params changed (how out-of-distribution splits are made)."""
@@ -191,6 +192,22 @@ class TaskFamily:
 
 
 @dataclass(frozen=True)
+class MLPTeacher(TaskFamily):
+    """A random one-hidden-layer tanh MLP teacher (weights ~ N(0, prior_std^2)); its known predictor
+    is that MLP, one state token per hidden unit. Mixed into a regression or classification family."""
+
+    hidden: int = 16
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check("hidden", _is_int(self.hidden, 1), "an integer >= 1")
+
+    @property
+    def predictor(self) -> MLPPredictor:
+        return MLPPredictor(self.dim, self.hidden, self.out_dim)
+
+
+@dataclass(frozen=True)
 class RegressionFamily(TaskFamily):
     """y = f(x, theta) + eps, eps ~ N(0, noise_std^2); squared loss."""
 
@@ -203,6 +220,10 @@ class RegressionFamily(TaskFamily):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._check("noise_std", _is_num(self.noise_std, 0), "a number >= 0")
+
+    @property
+    def out_dim(self) -> int:
+        return 1
 
     def default_splits(self) -> dict[str, dict[str, Any]]:
         return {**super().default_splits(), "ood_noise": {"noise_std": 2.0 * self.noise_std}}
@@ -241,6 +262,10 @@ class ClassificationFamily(TaskFamily):
         super().__post_init__()
         self._check("n_classes", _is_int(self.n_classes, 2), "an integer >= 2")
         self._check("temperature", _is_num(self.temperature, 0, strict=True), "a number > 0")
+
+    @property
+    def out_dim(self) -> int:
+        return self.n_classes
 
     @property
     def theta_prior_std(self) -> float:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..predictors import LinearPredictor, MLPPredictor
-from .base import ClassificationFamily, _is_int
+from ..predictors import LinearPredictor
+from .base import ClassificationFamily, MLPTeacher
 
 
 @dataclass(frozen=True)
@@ -21,17 +21,7 @@ class LinearClassificationTasks(ClassificationFamily):
 
 
 @dataclass(frozen=True)
-class NonlinearClassificationTasks(ClassificationFamily):
+class NonlinearClassificationTasks(MLPTeacher, ClassificationFamily):
     """logits from a random one-hidden-layer tanh MLP teacher; one state token per hidden unit."""
 
     kind: ClassVar[str] = "nonlinear_classification"
-
-    hidden: int = 16
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._check("hidden", _is_int(self.hidden, 1), "an integer >= 1")
-
-    @property
-    def predictor(self) -> MLPPredictor:
-        return MLPPredictor(self.dim, self.hidden, self.n_classes)

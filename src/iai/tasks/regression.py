@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..predictors import LinearPredictor, MLPPredictor
-from .base import RegressionFamily, _is_int
+from ..predictors import LinearPredictor
+from .base import MLPTeacher, RegressionFamily
 
 
 @dataclass(frozen=True)
@@ -33,17 +33,7 @@ class LinearRegressionTasks(RegressionFamily):
 
 
 @dataclass(frozen=True)
-class NonlinearRegressionTasks(RegressionFamily):
+class NonlinearRegressionTasks(MLPTeacher, RegressionFamily):
     """A random one-hidden-layer tanh MLP teacher (weights ~ N(0, prior_std^2)) plus Gaussian noise."""
 
     kind: ClassVar[str] = "nonlinear_regression"
-
-    hidden: int = 16
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._check("hidden", _is_int(self.hidden, 1), "an integer >= 1")
-
-    @property
-    def predictor(self) -> MLPPredictor:
-        return MLPPredictor(self.dim, self.hidden, 1)
