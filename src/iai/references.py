@@ -5,8 +5,8 @@ Which references apply depends on the family: ``bayes`` and ``ols`` need the lin
 ``adam`` and ``knn`` apply everywhere.
 
 The SGD and Adam learning rates are chosen per family from ``references.lr_grid`` on tasks from a
-separate seed stream (never the evaluation banks), by the mean primary metric over log-spaced steps
-of one pass over ``banks.n_train`` points, and recorded in the params file.
+separate seed stream (never the evaluation banks), by the geometric mean of the primary metric over
+log-spaced steps of one pass over ``banks.n_train`` points, and recorded in the params file.
 """
 
 from __future__ import annotations
@@ -61,12 +61,15 @@ def reference_learners(params: Params, family_name: str, family: TaskFamily) -> 
 
 def score_learning_rate(family: TaskFamily, optimizer: str, lr: float, batch_size: int, n_train: int,
                         n_tasks: int, seed: int) -> float:
-    """Mean primary metric over log-spaced steps of one pass (lower is better; inf if it diverged)."""
+    """Geometric mean of the primary metric over log-spaced steps of one pass (lower is better; inf
+    if it diverged). Geometric, so that the large errors of the first steps do not outweigh the end
+    of the pass: every doubling of the data counts the same."""
     tasks = family.sample(n_tasks, n_train, 64, seed)
     records = rollout(GradientLearner(family, optimizer, lr=lr), family, tasks, batch_size, steps="log", seed=seed)
     values = [r["value"] for r in records if r["metric"] == family.primary_metric]
-    score = sum(values) / len(values)
-    return score if math.isfinite(score) else math.inf
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        return math.inf
+    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 def tune_learning_rates(params: Params, family_name: str, optimizers=("sgd", "adam"), n_tasks: int = 64) -> dict:
