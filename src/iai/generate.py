@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .params import FamilySpec, Params, load_params
-from .tasks import TaskBatch, family_splits, make_family
+from .tasks import TaskBatch, TaskFamily, family_splits, make_family
 from .tasks.bank import save_bank
 from .utils import derive_seed, file_sha256, write_json
 
@@ -23,9 +23,8 @@ def build_family(spec: FamilySpec):
     return family, family_splits(family, spec.splits)
 
 
-def sample_bank(params: Params, name: str) -> dict[str, TaskBatch]:
+def sample_bank(params: Params, name: str, splits: dict[str, TaskFamily]) -> dict[str, TaskBatch]:
     """Every split of one family's bank, each from its own named seed stream."""
-    _, splits = build_family(params.family(name))
     b = params.banks
     return {split: fam.sample(b["n_tasks"], b["n_train"], b["n_valid"], derive_seed(params.seed, "bank", name, split))
             for split, fam in splits.items()}
@@ -39,7 +38,7 @@ def write_bank(params: Params, name: str, out_dir: str | Path) -> Path:
     start = time.perf_counter()
     out_dir = Path(out_dir)
     family, splits = build_family(params.family(name))  # validates before anything is written
-    bank = sample_bank(params, name)
+    bank = sample_bank(params, name, splits)
     path = out_dir / f"{name}.pt"
     save_bank(path, bank)
     manifest = {

@@ -28,6 +28,11 @@ def schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
+def reference_names() -> tuple[str, ...]:
+    """The reference learners a params file may name (the schema's list is the one place they are listed)."""
+    return tuple(schema()["properties"]["references"]["properties"]["learners"]["items"]["enum"])
+
+
 @dataclass(frozen=True)
 class FamilySpec:
     """A named task family: its kind, the family's own params, and optional split overrides."""
@@ -133,7 +138,7 @@ def _cross_check(raw: dict, source: str, learning_rates: bool = True) -> None:
         if run["family"] not in families:
             raise ConfigError(f"{source}: runs.{i}.family: unknown family {run['family']!r}; "
                               f"expected one of {sorted(families)}")
-        if run["name"] in ("bayes", "ols", "sgd", "adam", "map", "knn"):
+        if run["name"] in reference_names():
             raise ConfigError(f"{source}: runs.{i}.name: {run['name']!r} is the name of a reference learner")
         key = (run["family"], run["name"])
         if key in seen:

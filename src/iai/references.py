@@ -19,12 +19,12 @@ import yaml
 from .learners.base import Learner
 from .learners.classical import GradientLearner
 from .learners.exact import ConjugateLinearRegression, KNNLearner, MAPLearner
-from .params import FamilySpec, Params, load_params
+from .params import FamilySpec, Params, load_params, reference_names
 from .rollout import rollout
 from .tasks import LinearRegressionTasks, TaskFamily, make_family
 from .utils import ConfigError, derive_seed
 
-REFERENCE_NAMES = ("bayes", "ols", "sgd", "adam", "map", "knn")
+REFERENCE_NAMES = reference_names()
 
 
 def applies(name: str, family: TaskFamily) -> bool:

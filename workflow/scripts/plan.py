@@ -24,12 +24,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from iai.params import reference_names
+
 DEFAULT_PARAMS = "params/default.yaml"
 BANKS, RUN_SPECS, MODELS = "data/banks", "data/runs", "data/models"
 EVAL, RESULTS = "data/results/eval", "data/results/results.csv"
 FIGURES, REPORT, METRICS = "reports/figures", "reports/index.html", "reports/metrics.json"
 LOGS = "logs"
-REFERENCES = ("bayes", "ols", "sgd", "adam", "map", "knn")  # iai.references.REFERENCE_NAMES (a test checks)
+REFERENCES = reference_names()  # the params schema lists them once
 COST = "cost"  # data/results/eval/<family>/cost.csv holds a family's cost rows: no run may be called so
 REPO = Path(__file__).resolve().parents[2]
 SRC = Path("src/iai")  # relative to the repository root (the working directory of both tools)
