@@ -53,12 +53,6 @@ def reference_learner(name: str, family: TaskFamily, family_name: str, reference
     return GradientLearner(family, name, lr=lr, momentum=opts.get("momentum", 0.0), seed=seed)
 
 
-def reference_learners(params: Params, family_name: str, family: TaskFamily) -> list[Learner]:
-    """The references from params that apply to this family (those that do not are skipped)."""
-    return [reference_learner(n, family, family_name, params.references, derive_seed(params.seed, "ref", n))
-            for n in params.references["learners"] if applies(n, family)]
-
-
 def score_learning_rate(family: TaskFamily, optimizer: str, lr: float, batch_size: int, n_train: int,
                         n_tasks: int, seed: int) -> float:
     """Geometric mean of the primary metric over log-spaced steps of one pass (lower is better; inf

@@ -84,10 +84,6 @@ def best_of(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return df.loc[df.groupby(by, sort=False)["value"].idxmin()]
 
 
-def largest_n(df: pd.DataFrame) -> int | None:
-    return int(df.n_train.max()) if not df.empty else None
-
-
 def training_context(df: pd.DataFrame, family: str, default: int | None = None) -> int | None:
     """Points a one-shot learner was trained to read: the batch_size of the family's one-shot
     'capped' rows (the context it was fed), else ``default`` (from the params)."""

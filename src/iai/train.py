@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
-from .learners import build_learner, run_config, save_learner
+from .learners import build_learner, save_learner
 from .learners.base import detach
 from .rollout import SCHEDULES, gather_points, minibatch_indices
 from .tasks import TaskFamily, make_family

@@ -41,6 +41,3 @@ def detach(state: State) -> State:
     """Cut the graph between steps: greedy training never backpropagates into an earlier step."""
     return {k: v.detach() for k, v in state.items()}
 
-
-def state_to(state: State, device) -> State:
-    return {k: v.to(device) for k, v in state.items()}
