@@ -1,6 +1,6 @@
 """A realistic results table for the figure, claim and report tests.
 
-Reference rows are real rollouts of the exact and classical learners (``iai.rollout.rollout``) on
+Reference rows are real rollouts of the exact and classical learners (``iai.core.rollout.rollout``) on
 small task sets; the learned learners' rows are hand-made from them (a learned learner at (n, step)
 is given the reference's value at the same (n, step) times a fixed factor per variant), because
 training real learners would take minutes. Cost rows are made with wall time proportional to the
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from iai import results
-from iai.learners.exact import MAPLearner
-from iai.references import reference_learner
-from iai.rollout import rollout
-from iai.tasks import family_splits, make_family
+from iai.core import results
+from iai.core.learners.exact import MAPLearner
+from iai.core.learners.references import reference_learner
+from iai.core.rollout import rollout
+from iai.core.tasks import family_splits, make_family
 from iai.utils import derive_seed
 
 B = 16          # mini-batch size
@@ -189,7 +189,7 @@ def cached_figures() -> str:
         import shutil
         import tempfile
 
-        from iai.figures import draw_all
+        from iai.analysis.figures import draw_all
 
         out = tempfile.mkdtemp(prefix="iai-figures-")
         atexit.register(shutil.rmtree, out, ignore_errors=True)

@@ -6,7 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from iai import claims, results
+from iai.analysis import claims
+from iai.core import results
 from fake_results import cached_table
 
 BASE = dict(family="linreg", kind="linear_regression", dim=8, split="id", regime="parametric", learner="p_obs",

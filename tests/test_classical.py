@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from iai.learners.classical import GradientLearner
-from iai.rollout import gather_points, minibatch_indices
-from iai.tasks import make_family
+from iai.core.learners.classical import GradientLearner
+from iai.core.rollout import gather_points, minibatch_indices
+from iai.core.tasks import make_family
 from iai.utils import ConfigError
 
 

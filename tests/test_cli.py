@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iai.tasks.bank import load_bank
+from iai.core.tasks.bank import load_bank
 from iai.utils import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]

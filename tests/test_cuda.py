@@ -7,14 +7,14 @@ import math
 import pytest
 import torch
 
-from iai.bench import measure
-from iai.learners import build_learner, load_learner
-from iai.learners.classical import GradientLearner
-from iai.learners.exact import ConjugateLinearRegression, KNNLearner, MAPLearner
+from iai.stages.bench import measure
+from iai.core.learners import build_learner, load_learner
+from iai.core.learners.classical import GradientLearner
+from iai.core.learners.exact import ConjugateLinearRegression, KNNLearner, MAPLearner
 from iai.params import RunSpec
-from iai.rollout import rollout
-from iai.tasks import make_family
-from iai.train import train_run
+from iai.core.rollout import rollout
+from iai.core.tasks import make_family
+from iai.stages.train import train_run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CUDA = torch.device("cuda")

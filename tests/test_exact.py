@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from iai.learners.exact import ConjugateLinearRegression, KNNLearner, MAPLearner, bayes_posterior
-from iai.rollout import rollout
-from iai.tasks import make_family
+from iai.core.learners.exact import ConjugateLinearRegression, KNNLearner, MAPLearner, bayes_posterior
+from iai.core.rollout import rollout
+from iai.core.tasks import make_family
 
 F64 = torch.float64
 

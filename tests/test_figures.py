@@ -8,10 +8,12 @@ import matplotlib.text
 import pytest
 import yaml
 
-from iai import cli, figures, results
+from iai import cli
+from iai.analysis import figures
+from iai.core import results
 from iai.params import from_dict
-from iai.plotting import learner_styles
-from iai.selection import training_context
+from iai.analysis.plotting import learner_styles
+from iai.analysis.selection import training_context
 from fake_results import cached_figures, cached_table, fake_params
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from iai.learners import build_learner, load_learner, save_learner
-from iai.learners.base import Learner
+from iai.core.learners import build_learner, load_learner, save_learner
+from iai.core.learners.base import Learner
 from iai.params import RunSpec
-from iai.rollout import rollout
-from iai.tasks import make_family
-from iai.train import TrainConfig, train_iteration
+from iai.core.rollout import rollout
+from iai.core.tasks import make_family
+from iai.stages.train import TrainConfig, train_iteration
 from iai.utils import ConfigError
 
 MODEL = {"width": 32, "depth": 2, "heads": 4, "ff": 64}
@@ -184,7 +184,7 @@ def test_runs_on_cuda():
 def test_the_params_schema_matches_the_config_dataclasses():
     from dataclasses import fields
 
-    from iai.learners.backbone import LearnerConfig, ModelConfig
+    from iai.core.learners.backbone import LearnerConfig, ModelConfig
     from iai.params import schema
 
     defs = schema()["$defs"]

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from iai import cli, report, results
-from iai.claims import evaluate_claims
-from iai.figures import FIGURES
+from iai import cli
+from iai.analysis import report
+from iai.core import results
+from iai.analysis.claims import evaluate_claims
+from iai.analysis.figures import FIGURES
 from iai.utils import ConfigError
 from fake_results import cached_figures, cached_table, fake_params
 

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from iai.learners.classical import GradientLearner
-from iai.learners.exact import ConjugateLinearRegression, bayes_posterior
-from iai.rollout import eval_steps, gather_points, minibatch_indices, rollout, steps_for
-from iai.tasks import make_family
+from iai.core.learners.classical import GradientLearner
+from iai.core.learners.exact import ConjugateLinearRegression, bayes_posterior
+from iai.core.rollout import eval_steps, gather_points, minibatch_indices, rollout, steps_for
+from iai.core.tasks import make_family
 from iai.utils import ConfigError
 
 

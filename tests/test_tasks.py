@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from iai.tasks import FAMILIES, family_splits, make_family
+from iai.core.tasks import FAMILIES, family_splits, make_family
 from iai.utils import ConfigError
 
 FAMILY_OPTS = {

@@ -10,11 +10,11 @@ import torch
 import yaml
 
 from iai.cli import main as iai_main
-from iai.learners import build_learner, load_learner, read_checkpoint
+from iai.core.learners import build_learner, load_learner, read_checkpoint
 from iai.params import RunSpec
-from iai.rollout import rollout
-from iai.tasks import make_family
-from iai.train import lr_factor, model_paths, train_run
+from iai.core.rollout import rollout
+from iai.core.tasks import make_family
+from iai.stages.train import lr_factor, model_paths, train_run
 from iai.utils import ConfigError
 
 FAMILY = make_family("linear_regression", dim=4, noise_std=0.5)
@@ -114,7 +114,7 @@ def test_the_params_schema_matches_the_train_config():
     from dataclasses import fields
 
     from iai.params import schema
-    from iai.train import TrainConfig
+    from iai.stages.train import TrainConfig
 
     train = schema()["$defs"]["train"]
     assert set(train["properties"]) == {f.name for f in fields(TrainConfig)} and train["additionalProperties"] is False

@@ -132,14 +132,14 @@ def test_unknown_config_key_is_rejected(tmp_path):
 
 
 def test_every_figure_has_a_caption():
-    from iai.figures import FIGURES
+    from iai.analysis.figures import FIGURES
 
     captions = {p.stem for p in (REPO / "workflow/report/figures").glob("*.rst")}
     assert captions == {name.rsplit(".", 1)[0] for name in FIGURES}
 
 
 def test_plan_knows_the_references_and_follows_imports():
-    from iai.references import REFERENCE_NAMES
+    from iai.core.learners.references import REFERENCE_NAMES
 
     assert P.REFERENCES == REFERENCE_NAMES
     merge = P.code_files("results")
@@ -201,7 +201,7 @@ def test_full_tiny_run_completes_then_has_nothing_to_do(tiny_run):
     ws, seconds = tiny_run
     assert seconds < 180, f"tiny pipeline took {seconds:.0f} s"
     import pandas as pd
-    from iai.figures import FIGURES
+    from iai.analysis.figures import FIGURES
 
     for path in [P.RESULTS, P.REPORT, P.METRICS, *P.figures(list(FIGURES))]:
         assert (ws / path).is_file(), path

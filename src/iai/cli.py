@@ -12,14 +12,14 @@ import logging
 import sys
 
 COMMANDS = {
-    "generate": ("iai.generate", "write the fixed evaluation task banks (in- and out-of-distribution)"),
-    "tune-lr": ("iai.references", "choose the SGD/Adam learning rates from a grid on separate tasks"),
-    "train": ("iai.train", "greedy meta-training of one learned learner"),
-    "evaluate": ("iai.evaluate", "roll every learner out at growing dataset sizes -> results rows"),
-    "merge": ("iai.results", "merge evaluation rows into the results table"),
-    "figures": ("iai.figures", "draw the figures from the results table"),
-    "report": ("iai.report", "write reports/index.html and reports/metrics.json"),
-    "bench": ("iai.bench", "measure wall time and peak memory of iterative vs one-shot learners"),
+    "generate": ("iai.stages.generate", "write the fixed evaluation task banks (in- and out-of-distribution)"),
+    "tune-lr": ("iai.stages.tune", "choose the SGD/Adam learning rates from a grid on separate tasks"),
+    "train": ("iai.stages.train", "greedy meta-training of one learned learner"),
+    "evaluate": ("iai.stages.evaluate", "roll every learner out at growing dataset sizes -> results rows"),
+    "merge": ("iai.stages.merge", "merge evaluation rows into the results table"),
+    "figures": ("iai.analysis.figures", "draw the figures from the results table"),
+    "report": ("iai.analysis.report", "write reports/index.html and reports/metrics.json"),
+    "bench": ("iai.stages.bench", "measure wall time and peak memory of iterative vs one-shot learners"),
 }
 
 
@@ -45,7 +45,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .utils import ConfigError
+    from iai.utils import ConfigError
 
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)

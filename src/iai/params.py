@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .utils import ConfigError
+from iai.utils import ConfigError
 
 SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
 

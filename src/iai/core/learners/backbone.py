@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..utils import ConfigError
+from iai.utils import ConfigError
 
 REGIMES = ("parametric", "implicit", "explicit")
 SIGNALS = ("obs", "grad", "both")

@@ -31,13 +31,12 @@ seed           seed of the rollout's mini-batch stream
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
 
-from .utils import ConfigError, atomic_path
+from iai.utils import ConfigError, atomic_path
 
 COLUMNS = ["family", "kind", "dim", "split", "regime", "learner", "signal", "state", "history", "mode", "context", "batch_size",
            "n_train", "step", "n_seen", "metric", "value", "sem", "n_tasks", "seed"]
@@ -98,14 +97,3 @@ def merge(paths: Iterable[str | Path]) -> pd.DataFrame:
     if not frames:
         raise ConfigError("merge: no input tables")
     return validate(pd.concat(frames, ignore_index=True), "merged results")
-
-
-def cli_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", help="per-job result tables (CSV)")
-    p.add_argument("--out", default="data/results/results.csv", help="merged table (default: data/results/results.csv)")
-
-
-def cli_main(args: argparse.Namespace) -> None:
-    df = merge(args.inputs)
-    write(df, args.out)
-    print(f"wrote {args.out}: {len(df)} rows from {len(args.inputs)} tables")

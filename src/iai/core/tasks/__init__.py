@@ -1,6 +1,6 @@
 """Task families: seeded samplers of many tasks at once, each with its own train and valid points.
 
->>> from iai.tasks import make_family
+>>> from iai.core.tasks import make_family
 >>> fam = make_family("linear_regression", dim=8, noise_std=0.5)
 >>> tasks = fam.sample(n_tasks=64, n_train=128, n_valid=32, seed=0)
 >>> tasks.x_train.shape
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..utils import ConfigError
-from .base import ClassificationFamily, RegressionFamily, TaskBatch, TaskFamily
-from .classification import LinearClassificationTasks, NonlinearClassificationTasks
-from .regression import LinearRegressionTasks, NonlinearRegressionTasks
+from iai.utils import ConfigError
+from iai.core.tasks.base import ClassificationFamily, RegressionFamily, TaskBatch, TaskFamily
+from iai.core.tasks.classification import LinearClassificationTasks, NonlinearClassificationTasks
+from iai.core.tasks.regression import LinearRegressionTasks, NonlinearRegressionTasks
 
 FAMILIES: dict[str, type[TaskFamily]] = {
     cls.kind: cls
@@ -49,3 +49,10 @@ def family_splits(family: TaskFamily, splits: dict[str, dict[str, Any]] | None =
 __all__ = ["FAMILIES", "ClassificationFamily", "LinearClassificationTasks", "LinearRegressionTasks",
            "NonlinearClassificationTasks", "NonlinearRegressionTasks", "RegressionFamily", "TaskBatch",
            "TaskFamily", "family_splits", "make_family"]
+
+
+def build_family(spec) -> tuple[TaskFamily, dict[str, TaskFamily]]:
+    """The in-distribution family of a params family entry (:class:`iai.params.FamilySpec`), and its
+    named splits (id and out-of-distribution variants)."""
+    family = make_family(spec.kind, **spec.options)
+    return family, family_splits(family, spec.splits)

@@ -1,4 +1,4 @@
-"""Drawing helpers for :mod:`iai.figures`: learner styles, axes with units, legends, grids, saving.
+"""Drawing helpers for :mod:`iai.analysis.figures`: learner styles, axes with units, legends, grids, saving.
 
 Matplotlib runs headless (Agg) with its config folder in the temp dir unless ``MPLCONFIGDIR`` is set.
 PNGs are saved without a software stamp, so the same table gives the same bytes.
@@ -21,8 +21,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
-from .selection import REFERENCE, tag  # noqa: E402
-from .utils import atomic_path  # noqa: E402
+from iai.analysis.selection import REFERENCE, tag  # noqa: E402
+from iai.utils import atomic_path  # noqa: E402
 
 REGIME_ORDER = ("exact", "classical", "parametric", "explicit", "implicit")
 REGIME_CMAP = {"exact": "Greys", "classical": "Purples", "parametric": "Blues", "explicit": "Oranges",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..predictors import LinearPredictor
-from .base import ClassificationFamily, MLPTeacher
+from iai.core.predictors import LinearPredictor
+from iai.core.tasks.base import ClassificationFamily, MLPTeacher
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..predictors import MLPPredictor
-from ..tasks import TaskFamily
-from .backbone import (LearnerConfig, ModelConfig, SetTransformer, n_step_features, normalize_grad, step_features,
+from iai.core.predictors import MLPPredictor
+from iai.core.tasks import TaskFamily
+from iai.core.learners.backbone import (LearnerConfig, ModelConfig, SetTransformer, n_step_features, normalize_grad, step_features,
                        update_gain, zero_linear)
-from .base import State
+from iai.core.learners.base import State
 
 
 class ParametricLearner(nn.Module):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..predictors import LinearPredictor
-from .base import MLPTeacher, RegressionFamily
+from iai.core.predictors import LinearPredictor
+from iai.core.tasks.base import MLPTeacher, RegressionFamily
 
 
 @dataclass(frozen=True)
@@ -14,7 +14,7 @@ class LinearRegressionTasks(RegressionFamily):
     """w ~ N(0, prior_std^2 I), y = w^T x + eps, eps ~ N(0, noise_std^2).
 
     The known predictor is linear without bias (one state token holding w); the Bayes posterior is
-    conjugate, so :class:`iai.learners.exact.ConjugateLinearRegression` is the optimal learner.
+    conjugate, so :class:`iai.core.learners.exact.ConjugateLinearRegression` is the optimal learner.
     """
 
     kind: ClassVar[str] = "linear_regression"

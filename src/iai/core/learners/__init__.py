@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..tasks import TaskFamily, make_family
-from ..utils import ConfigError, torch_load, torch_save
-from .backbone import LearnerConfig, ModelConfig
-from .explicit import ExplicitLearner
-from .implicit import ImplicitLearner
-from .parametric import ParametricLearner
+from iai.core.tasks import TaskFamily, make_family
+from iai.utils import ConfigError, torch_load, torch_save
+from iai.core.learners.backbone import LearnerConfig, ModelConfig
+from iai.core.learners.explicit import ExplicitLearner
+from iai.core.learners.implicit import ImplicitLearner
+from iai.core.learners.parametric import ParametricLearner
 
 if TYPE_CHECKING:
-    from ..params import RunSpec
+    from iai.params import RunSpec
 
 CHECKPOINT_FORMAT = "iai-learner-1"
 _CLASSES = {"parametric": ParametricLearner, "implicit": ImplicitLearner, "explicit": ExplicitLearner}
@@ -115,3 +115,17 @@ def load_learner(path: str | Path, family: TaskFamily | None = None, device: str
 
 __all__ = ["CHECKPOINT_FORMAT", "ExplicitLearner", "ImplicitLearner", "LearnerConfig", "ModelConfig",
            "ParametricLearner", "build_learner", "load_learner", "read_checkpoint", "run_config", "save_learner"]
+
+
+def describe(learner) -> dict:
+    """The results-table columns that say what a learner is."""
+    return {"regime": learner.regime, "learner": learner.name, "signal": getattr(learner, "signal", "none"),
+            "state": getattr(learner, "state_kind", "none"), "history": int(getattr(learner, "history", 0)),
+            "mode": getattr(learner, "mode", "iterative")}
+
+
+def load_run(params, family_name: str, learner_name: str, models_dir: Path, family: TaskFamily,
+             device: torch.device):
+    """The trained learner of a params run (:class:`iai.params.Params`), from ``<models_dir>/<family>/<name>.pt``."""
+    params.run(family_name, learner_name)  # a clear error when the params have no such run
+    return load_learner(Path(models_dir) / family_name / f"{learner_name}.pt", family, device)

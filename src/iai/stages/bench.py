@@ -27,12 +27,12 @@ from pathlib import Path
 
 import torch
 
-from .evaluate import describe, load_learned
-from .generate import build_family
-from .params import Params, load_params
-from .results import COLUMNS, to_frame, write
-from .rollout import rollout
-from .utils import derive_seed, describe_device, resolve_device, write_json
+from iai.core.learners import describe, load_run
+from iai.core.tasks import build_family
+from iai.params import Params, load_params
+from iai.core.results import COLUMNS, to_frame, write
+from iai.core.rollout import rollout
+from iai.utils import derive_seed, describe_device, resolve_device, write_json
 
 _STATUS = Path("/proc/self/status")
 
@@ -102,7 +102,7 @@ def bench_family(params: Params, family_name: str, models_dir: str | Path | None
     With ``models_dir=None`` the learners are built untrained from their run configs: cost depends
     on the architecture and the sizes alone, so this measures a machine without training first.
     """
-    from .learners import build_learner
+    from iai.core.learners import build_learner
 
     dev = resolve_device(device)
     family, _ = build_family(params.family(family_name))
@@ -115,7 +115,7 @@ def bench_family(params: Params, family_name: str, models_dir: str | Path | None
             if models_dir is None:
                 learner = build_learner(params.run(family_name, name), family).to(dev).eval()
             else:
-                learner = load_learned(params, family_name, name, Path(models_dir), family, dev)
+                learner = load_run(params, family_name, name, Path(models_dir), family, dev)
             for n in sizes:
                 seed = derive_seed(params.seed, "bench", family_name, n)
                 tasks = family.sample(n_tasks, n, 16, seed)

@@ -1,12 +1,8 @@
-"""The exact and classical reference learners of a family, built from params; ``iai tune-lr``.
+"""``iai tune-lr``: choose the SGD and Adam learning rates of each family from a grid.
 
-Which references apply depends on the family: ``bayes`` and ``ols`` need the linear-Gaussian model,
-``map`` needs a known predictor with a Gaussian prior (every family here has one), ``sgd``,
-``adam`` and ``knn`` apply everywhere.
-
-The SGD and Adam learning rates are chosen per family from ``references.lr_grid`` on tasks from a
-separate seed stream (never the evaluation banks), by the geometric mean of the primary metric over
-log-spaced steps of one pass over ``banks.n_train`` points, and recorded in the params file.
+The rates are chosen per family from ``references.lr_grid`` on tasks from a separate seed stream
+(never the evaluation banks), by the geometric mean of the primary metric over log-spaced steps of
+one pass over ``banks.n_train`` points, and printed to paste into the params file.
 """
 
 from __future__ import annotations
@@ -16,41 +12,11 @@ import math
 
 import yaml
 
-from .learners.base import Learner
-from .learners.classical import GradientLearner
-from .learners.exact import ConjugateLinearRegression, KNNLearner, MAPLearner
-from .params import FamilySpec, Params, load_params, reference_names
-from .rollout import rollout
-from .tasks import LinearRegressionTasks, TaskFamily, make_family
-from .utils import ConfigError, derive_seed
-
-REFERENCE_NAMES = reference_names()
-
-
-def applies(name: str, family: TaskFamily) -> bool:
-    """Whether reference ``name`` is defined for ``family``."""
-    if name in ("bayes", "ols"):
-        return isinstance(family, LinearRegressionTasks) and (name == "ols" or family.noise_std > 0)
-    return name in REFERENCE_NAMES
-
-
-def reference_learner(name: str, family: TaskFamily, family_name: str, references: dict, seed: int = 0) -> Learner:
-    """Build reference learner ``name`` for ``family`` (a split's family: Bayes gets the true prior)."""
-    if not applies(name, family):
-        raise ConfigError(f"references.learners: {name!r} does not apply to the {family.kind} family {family_name!r}")
-    if name == "bayes":
-        return ConjugateLinearRegression.bayes(family)
-    if name == "ols":
-        return ConjugateLinearRegression.least_squares(family)
-    if name == "map":
-        return MAPLearner(family)
-    if name == "knn":
-        return KNNLearner(family, k=references.get("knn", {}).get("k", 8))
-    opts = references.get(name, {})
-    lr = opts.get("lr", {}).get(family_name)
-    if lr is None:
-        raise ConfigError(f"references.{name}.lr: no learning rate for family {family_name!r}")
-    return GradientLearner(family, name, lr=lr, momentum=opts.get("momentum", 0.0), seed=seed)
+from iai.core.learners.classical import GradientLearner
+from iai.core.rollout import rollout
+from iai.core.tasks import TaskFamily, make_family
+from iai.params import FamilySpec, Params, load_params
+from iai.utils import derive_seed
 
 
 def score_learning_rate(family: TaskFamily, optimizer: str, lr: float, batch_size: int, n_train: int,

@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..predictors import MLPPredictor, sample_theta
-from ..tasks import TaskFamily
-from ..utils import ConfigError, generator
-from .base import State
+from iai.core.predictors import MLPPredictor, sample_theta
+from iai.core.tasks import TaskFamily
+from iai.utils import ConfigError, generator
+from iai.core.learners.base import State
 
 OPTIMIZERS = ("sgd", "adam")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..tasks import TaskFamily
-from .backbone import LearnerConfig, ModelConfig
-from .parametric import ParametricLearner
+from iai.core.tasks import TaskFamily
+from iai.core.learners.backbone import LearnerConfig, ModelConfig
+from iai.core.learners.parametric import ParametricLearner
 
 
 class Decoder(nn.Module):

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .results import QUALITY_METRICS
+from iai.core.results import QUALITY_METRICS
 
 LEARNED = ("parametric", "implicit", "explicit")
 PRIMARY = ("excess_risk", "error_rate", "mse", "nll")  # the first one a family reports is its primary
@@ -96,3 +96,8 @@ def loglog_slope(n, y) -> float:
     n, y = np.asarray(n, float), np.asarray(y, float)
     ok = (n > 0) & (y > 0)
     return float(np.polyfit(np.log(n[ok]), np.log(y[ok]), 1)[0]) if ok.sum() >= 2 else math.nan
+
+
+def known_learners(params) -> set[str]:
+    """Every learner name a params file (:class:`iai.params.Params`) can put in the table."""
+    return set(params.references["learners"]) | {r.name for r in params.runs}

@@ -24,7 +24,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .selection import LEARNED, best_of, final_step, learned, loglog_slope, quality, tag
+from iai.analysis.selection import LEARNED, best_of, final_step, learned, loglog_slope, quality, tag
 
 VERDICTS = ("reproduced", "not reproduced", "not measured")
 

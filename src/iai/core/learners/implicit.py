@@ -21,10 +21,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..tasks import TaskFamily
-from ..utils import ConfigError
-from .backbone import LearnerConfig, ModelConfig, SetTransformer, n_step_features, step_features, update_gain, zero_linear
-from .base import State
+from iai.core.tasks import TaskFamily
+from iai.utils import ConfigError
+from iai.core.learners.backbone import LearnerConfig, ModelConfig, SetTransformer, n_step_features, step_features, update_gain, zero_linear
+from iai.core.learners.base import State
 
 _EPS = 1e-6
 

@@ -2,7 +2,7 @@
 
 Each iteration samples a fresh batch of tasks (seeded by ``derive_seed(seed, "train", family, name,
 iteration)``, never the bank stream), draws the rollout length k uniformly from 1..K_train, and
-rolls the learner over k mini-batches drawn by the evaluation's own :func:`iai.rollout.minibatch_indices`.
+rolls the learner over k mini-batches drawn by the evaluation's own :func:`iai.core.rollout.minibatch_indices`.
 The state is detached between steps, so no gradient crosses a step: each step is trained on the
 valid loss of the state it produces, and the k step losses are averaged. A one-shot learner takes a
 single step over a context of k * B points instead.
@@ -10,7 +10,7 @@ single step over a context of k * B points instead.
 AdamW, linear warmup then cosine decay, gradient-norm clipping. On CUDA the step network runs under
 bf16 autocast. Outputs (all written atomically), under ``<out>/<family>/``:
 
-- ``<name>.pt``: the trained learner (state dict + config JSON; see :func:`iai.learners.load_learner`);
+- ``<name>.pt``: the trained learner (state dict + config JSON; see :func:`iai.core.learners.load_learner`);
 - ``<name>.csv``: the training log (step, loss, lr, tasks_per_s, elapsed_s, rollout_steps);
 - ``<name>.json``: a summary (duration, device, iterations, final loss, threads, ...);
 - ``<name>.resume.pt`` while training: model, optimizer, schedule and log at the last checkpoint;
@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
-from .learners import build_learner, save_learner
-from .learners.base import detach
-from .rollout import SCHEDULES, gather_points, minibatch_indices
-from .tasks import TaskFamily, make_family
-from .utils import ConfigError, derive_seed, generator, resolve_device, torch_load, torch_save, write_json, write_text
+from iai.core.learners import build_learner, save_learner
+from iai.core.learners.base import detach
+from iai.core.rollout import SCHEDULES, gather_points, minibatch_indices
+from iai.core.tasks import TaskFamily, make_family
+from iai.utils import ConfigError, derive_seed, generator, resolve_device, torch_load, torch_save, write_json, write_text
 
 if TYPE_CHECKING:
-    from .params import RunSpec
+    from iai.params import RunSpec
 
 log = logging.getLogger(__name__)
 LOG_COLUMNS = ("step", "loss", "lr", "tasks_per_s", "elapsed_s", "rollout_steps")
@@ -255,7 +255,7 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
 def cli_main(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from .params import load_params
+    from iai.params import load_params
 
     params = load_params(args.params)
     run = params.run(args.family, args.learner)

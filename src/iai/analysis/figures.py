@@ -21,32 +21,15 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from . import results
-from .plotting import (LOG_METRICS, METRIC_LABELS, N_LABEL, REFERENCE_STYLE, clip_range, grid, learner_styles,
+from iai.analysis.captions import FIGURES
+from iai.core import results
+from iai.analysis.plotting import (LOG_METRICS, METRIC_LABELS, N_LABEL, REFERENCE_STYLE, clip_range, grid, learner_styles,
                        legend, lines, log2_axis, not_measured, panel_title, plain, plt, readable_log_ticks, save, vline,
                        y_axis)
-from .selection import LEARNED, final_step, learned, loglog_slope, quality, reference, tag, training_context
+from iai.analysis.selection import LEARNED, known_learners, final_step, learned, loglog_slope, quality, reference, tag, training_context
 
 log = logging.getLogger(__name__)
 
-FIGURES = {
-    "error_vs_n.png": "Error against dataset size n (split id, each learner at its final step), per family, with "
-                      "the exact reference (black dashed) and the one-shot learners' training context (grey "
-                      "dotted line). Shaded bands (+-1 standard error over tasks) in panels with few lines.",
-    "error_vs_steps.png": "Error against refinement steps at the largest n, per family and regime (split id): "
-                          "learned iterative learners, the exact reference fed the same mini-batches, the one-shot "
-                          "learners (horizontal lines) and the number of steps trained (grey dotted line).",
-    "id_vs_ood.png": "In- against out-of-distribution: every learner's error at the largest n (final step) in "
-                     "each split, +-1 standard error; an arrow marks a value beyond the axis.",
-    "signal_vs_dim.png": "Input signal of the parametric learner (observations vs gradients vs both) across input "
-                         "dimensions d, split id, final step; regression as a ratio to the Bayes excess risk "
-                         "or classification as the error rate above MAP's (no error bands on these: learner and reference share tasks).",
-    "regimes.png": "Parametric vs explicit vs implicit: the learned iterative (Markovian) learners of each regime "
-                   "against n (split id, final step); regression as a ratio to the Bayes excess risk, classification "
-                   "as the error rate above MAP's.",
-    "cost.png": "Measured wall time and peak memory of the iterative learner and its one-shot counterpart "
-                "(context all) against n, log-log, with fitted slopes; grey guides show wall time growing as n and n².",
-}
 SIGNAL_STYLES = {"obs": dict(color="#1f77b4", marker="o", order=(0,)), "grad": dict(color="#d62728", marker="s", order=(1,)),
                  "both": dict(color="#2ca02c", marker="^", order=(2,))}
 
@@ -293,9 +276,6 @@ def params_context(params) -> dict[str, int]:
     return out
 
 
-def known_learners(params) -> set[str]:
-    return set(params.references["learners"]) | {r.name for r in params.runs}
-
 
 def cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="data/results/results.csv", help="results table (CSV)")
@@ -306,7 +286,7 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
 def cli_main(args: argparse.Namespace) -> None:
     params = None
     if args.params:
-        from .params import load_params
+        from iai.params import load_params
 
         params = load_params(args.params)
     df = results.read(args.results, known_learners(params) if params else None)

@@ -22,14 +22,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .generate import build_family
-from .params import Params, load_params
-from .references import REFERENCE_NAMES, applies, reference_learner
-from .results import COLUMNS, to_frame, write
-from .rollout import rollout
-from .tasks import TaskBatch, TaskFamily
-from .tasks.bank import load_bank
-from .utils import ConfigError, derive_seed, describe_device, resolve_device, write_json
+from iai.params import Params, load_params
+from iai.core.learners.references import REFERENCE_NAMES, applies, reference_learner
+from iai.core.results import COLUMNS, to_frame, write
+from iai.core.learners import describe, load_run
+from iai.core.rollout import rollout
+from iai.core.tasks import TaskBatch, TaskFamily, build_family
+from iai.core.tasks.bank import load_bank
+from iai.utils import ConfigError, derive_seed, describe_device, resolve_device, write_json
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,6 @@ def evaluation_jobs(params: Params) -> list[tuple[str, str]]:
         jobs += [(name, ref) for ref in params.references["learners"] if applies(ref, family)]
         jobs += [(name, run.name) for run in params.runs if run.family == name]
     return jobs
-
-
-def describe(learner) -> dict:
-    """The results-table columns that say what a learner is."""
-    return {"regime": learner.regime, "learner": learner.name, "signal": getattr(learner, "signal", "none"),
-            "state": getattr(learner, "state_kind", "none"), "history": int(getattr(learner, "history", 0)),
-            "mode": getattr(learner, "mode", "iterative")}
 
 
 def evaluate_split(learner, family: TaskFamily, bank: TaskBatch, sizes: list[int], batch_size: int,
@@ -75,14 +68,6 @@ def evaluate_split(learner, family: TaskFamily, bank: TaskBatch, sizes: list[int
     return rows
 
 
-def load_learned(params: Params, family_name: str, learner_name: str, models_dir: Path, family: TaskFamily,
-                 device: torch.device):
-    from .learners import load_learner  # learned learners need the trained checkpoint
-
-    params.run(family_name, learner_name)
-    return load_learner(models_dir / family_name / f"{learner_name}.pt", family, device)
-
-
 def evaluate_learner(params: Params, family_name: str, learner_name: str, banks_dir: str | Path = "data/banks",
                      models_dir: str | Path = "data/models", device: str = "cpu") -> pd.DataFrame:
     """The results-table rows of one learner on every split of one family's bank."""
@@ -95,7 +80,7 @@ def evaluate_learner(params: Params, family_name: str, learner_name: str, banks_
     dev = resolve_device(device)
     settings = {**params.evaluate, "device": dev}
     is_reference = learner_name in REFERENCE_NAMES
-    learned = None if is_reference else load_learned(params, family_name, learner_name, Path(models_dir), family, dev)
+    learned = None if is_reference else load_run(params, family_name, learner_name, Path(models_dir), family, dev)
     rows = []
     for split, split_family in split_families.items():
         if is_reference:

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..predictors import MLPPredictor, Predictor, sample_theta
-from ..utils import ConfigError, generator
+from iai.core.predictors import MLPPredictor, Predictor, sample_theta
+from iai.utils import ConfigError, generator
 
 INPUT_DISTS = ("gaussian", "uniform")
 

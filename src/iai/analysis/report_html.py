@@ -1,7 +1,7 @@
 """The HTML of ``reports/index.html``: one self-contained page (inline CSS, embedded PNGs, no scripts).
 
 Built with f-strings and :func:`html.escape`; every value shown comes from the context that
-:func:`iai.report.build` computes from the results table, the params and the stage summaries.
+:func:`iai.analysis.report.build` computes from the results table, the params and the stage summaries.
 """
 
 from __future__ import annotations

@@ -10,17 +10,11 @@ import argparse
 import time
 from pathlib import Path
 
-from . import __version__
-from .params import FamilySpec, Params, load_params
-from .tasks import TaskBatch, TaskFamily, family_splits, make_family
-from .tasks.bank import save_bank
-from .utils import derive_seed, file_sha256, write_json
-
-
-def build_family(spec: FamilySpec):
-    """The in-distribution family and its named splits (id and out-of-distribution variants)."""
-    family = make_family(spec.kind, **spec.options)
-    return family, family_splits(family, spec.splits)
+from iai import __version__
+from iai.params import FamilySpec, Params, load_params
+from iai.core.tasks import TaskBatch, TaskFamily, build_family
+from iai.core.tasks.bank import save_bank
+from iai.utils import derive_seed, file_sha256, write_json
 
 
 def sample_bank(params: Params, name: str, splits: dict[str, TaskFamily]) -> dict[str, TaskBatch]:

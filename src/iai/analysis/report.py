@@ -7,8 +7,8 @@
 The HTML is one self-contained file (CSS inline, figures embedded as PNG data and linked to the
 files beside it): it opens from disk with no server. It shows what was run (params, git commit,
 devices, durations per stage from the stages' summary JSON files), the six claims with their
-measured numbers and computed verdicts (:mod:`iai.claims`), a summary table of final numbers and
-every figure of :data:`iai.figures.FIGURES` with its caption. ``metrics.json`` holds the headline
+measured numbers and computed verdicts (:mod:`iai.analysis.claims`), a summary table of final numbers and
+every figure of :data:`iai.analysis.captions.FIGURES` with its caption. ``metrics.json`` holds the headline
 numbers for ``dvc metrics``: per family, split id, largest n, each learner's primary metric (and
 its ratio to Bayes for regression), and the claim verdicts; sorted keys, 6 significant digits.
 
@@ -29,12 +29,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import results
-from .claims import evaluate_claims
-from .figures import FIGURES, known_learners
-from .report_html import page
-from .selection import final_step, labels, quality, reference
-from .utils import ConfigError, file_sha256, write_json, write_text
+from iai.core import results
+from iai.analysis.claims import evaluate_claims
+from iai.analysis.captions import FIGURES
+from iai.analysis.report_html import page
+from iai.analysis.selection import known_learners, final_step, labels, quality, reference
+from iai.utils import ConfigError, file_sha256, write_json, write_text
 
 
 def git_commit(cwd: str | Path = ".") -> str:
@@ -139,7 +139,7 @@ def build(results_path: str | Path, figures_dir: str | Path, out: str | Path, me
     """Write the report (and metrics); returns the claims."""
     params = None
     if params_path:
-        from .params import load_params
+        from iai.params import load_params
 
         params = load_params(params_path)
     df = load_table(results_path, params)

@@ -19,9 +19,9 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor
 
-from .learners.base import Learner, State
-from .tasks import TaskBatch, TaskFamily
-from .utils import ConfigError, generator
+from iai.core.learners.base import Learner, State
+from iai.core.tasks import TaskBatch, TaskFamily
+from iai.utils import ConfigError, generator
 
 SCHEDULES = ("epochs", "random")
 

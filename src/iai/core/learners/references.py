@@ -1,0 +1,43 @@
+"""The exact and classical reference learners of a family, built from params.
+
+Which references apply depends on the family: ``bayes`` and ``ols`` need the linear-Gaussian model,
+``map`` needs a known predictor with a Gaussian prior (every family here has one), ``sgd``,
+``adam`` and ``knn`` apply everywhere. Their learning rates come from the params (``iai tune-lr``).
+"""
+
+from __future__ import annotations
+
+from iai.core.learners.base import Learner
+from iai.core.learners.classical import GradientLearner
+from iai.core.learners.exact import ConjugateLinearRegression, KNNLearner, MAPLearner
+from iai.core.tasks import LinearRegressionTasks, TaskFamily
+from iai.params import reference_names
+from iai.utils import ConfigError
+
+REFERENCE_NAMES = reference_names()
+
+
+def applies(name: str, family: TaskFamily) -> bool:
+    """Whether reference ``name`` is defined for ``family``."""
+    if name in ("bayes", "ols"):
+        return isinstance(family, LinearRegressionTasks) and (name == "ols" or family.noise_std > 0)
+    return name in REFERENCE_NAMES
+
+
+def reference_learner(name: str, family: TaskFamily, family_name: str, references: dict, seed: int = 0) -> Learner:
+    """Build reference learner ``name`` for ``family`` (a split's family: Bayes gets the true prior)."""
+    if not applies(name, family):
+        raise ConfigError(f"references.learners: {name!r} does not apply to the {family.kind} family {family_name!r}")
+    if name == "bayes":
+        return ConjugateLinearRegression.bayes(family)
+    if name == "ols":
+        return ConjugateLinearRegression.least_squares(family)
+    if name == "map":
+        return MAPLearner(family)
+    if name == "knn":
+        return KNNLearner(family, k=references.get("knn", {}).get("k", 8))
+    opts = references.get(name, {})
+    lr = opts.get("lr", {}).get(family_name)
+    if lr is None:
+        raise ConfigError(f"references.{name}.lr: no learning rate for family {family_name!r}")
+    return GradientLearner(family, name, lr=lr, momentum=opts.get("momentum", 0.0), seed=seed)

@@ -1,0 +1,54 @@
+"""The one-way direction of src/iai (README, "Layout"): import-linter's contracts in pyproject.toml.
+
+The second test breaks the rule in a copy of the package and checks that the contract catches it,
+so the first test cannot pass by checking nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def lint_imports(pythonpath: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if pythonpath is not None:  # shadows the installed package (an editable install comes later on sys.path)
+        env["PYTHONPATH"] = str(pythonpath)
+    cmd = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; "
+           "sys.exit(lint_imports_command())", "--config", str(REPO / "pyproject.toml"), "--no-cache"]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_layers_are_kept():
+    out = lint_imports()
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 broken" in out.stdout
+
+
+@pytest.mark.parametrize("module, bad_import, contract", [
+    ("core/rollout.py", "import iai.stages.evaluate", "iai: cli -> analysis"),          # core reaching up to a stage
+    ("core/tasks/base.py", "import iai.core.learners", "iai.core: results"),           # tasks reaching up to learners
+    ("stages/bench.py", "import iai.stages.evaluate", "iai.stages: every stage"),        # one stage importing another
+    ("analysis/figures.py", "import iai.analysis.report", "iai.analysis: report"),      # figures reaching up to the report
+])
+def test_a_broken_layer_is_caught(tmp_path, module, bad_import, contract):
+    shutil.copytree(REPO / "src" / "iai", tmp_path / "iai")
+    path = tmp_path / "iai" / module
+    path.write_text(path.read_text() + f"\n{bad_import}  # noqa: the broken rule\n")
+    out = lint_imports(tmp_path)
+    assert out.returncode != 0, out.stdout
+    assert "BROKEN" in out.stdout and contract in out.stdout, out.stdout
+
+
+def test_readme_states_the_checked_layers():
+    readme = (REPO / "README.md").read_text()
+    for layer in ("iai.core", "iai.stages", "iai.analysis", "iai.params", "iai.utils"):
+        assert layer in readme, f"README does not name the layer {layer}"
+    assert "tests/test_layers.py" in readme
