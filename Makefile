@@ -2,9 +2,10 @@
 #
 #   make reproduce                       the whole pipeline on params/default.yaml (CPU, minutes)
 #   make reproduce PARAMS=params/paper.yaml PROFILE=workflow/profiles/gpu
-#   make test                            the test suite (pytest)
+#   make test                            the test suite (pytest), about 6 minutes on 2 cores
+#   make test-fast                       the tests not marked slow (no pipeline runs), about 1 minute
 #   make pull                            fetch the artifacts from the DVC remote, then Snakemake adopts them
-#   make dry-run | lint | dvc.yaml | workflow-report | help
+#   make dry-run | lint | workflow-report | help
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -22,10 +23,10 @@ export MPLBACKEND := Agg
 
 SNAKEMAKE = snakemake $(if $(PROFILE),--workflow-profile $(PROFILE)) --config params=$(PARAMS)
 
-.PHONY: help setup reproduce test pull adopt dry-run lint dvc.yaml workflow-report
+.PHONY: help setup reproduce test test-fast pull adopt dry-run lint workflow-report
 
 help:
-	@sed -n '1,7p' Makefile
+	@sed -n '1,8p' Makefile
 
 setup: $(STAMP)
 
@@ -45,7 +46,6 @@ $(STAMP): pyproject.toml
 # Snakemake runs every job (in parallel within the cores); with the default params, DVC then
 # records the outputs (`dvc commit -f`), so that `dvc status` is clean and `dvc repro` has nothing to do.
 reproduce: setup
-	@if [ "$(PARAMS)" = "$(DEFAULT_PARAMS)" ]; then $(BIN)/python workflow/scripts/dvc_yaml.py; fi
 	$(SNAKEMAKE)
 	@if [ "$(PARAMS)" = "$(DEFAULT_PARAMS)" ]; then \
 		echo "dvc commit -f: recording the outputs in dvc.lock and the DVC cache"; \
@@ -55,6 +55,9 @@ reproduce: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 pull: setup
 	dvc pull
@@ -73,10 +76,6 @@ dry-run: setup
 
 lint: setup
 	$(SNAKEMAKE) --lint
-
-# Regenerate dvc.yaml from the workflow and params/default.yaml (after adding a run, a family, ...).
-dvc.yaml: setup
-	$(BIN)/python workflow/scripts/dvc_yaml.py
 
 workflow-report: setup
 	$(SNAKEMAKE) --report reports/workflow.html

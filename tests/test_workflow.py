@@ -23,11 +23,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = "params/test.yaml"
-sys.path.insert(0, str(REPO / "workflow" / "scripts"))
-import plan as P  # noqa: E402
-
-TINY_JOBS = {"generate": 1, "resolve_run": 2, "train": 2, "evaluate": 4, "bench": 1, "merge": 1, "figures": 1,
-             "report": 1, "all": 1}
+DEFAULT = "params/default.yaml"
+TINY_JOBS = {"generate": 1, "train": 2, "evaluate": 4, "bench": 1, "merge": 1, "figures": 1, "report": 1, "all": 1}
 
 
 def env() -> dict:
@@ -45,7 +42,7 @@ def workspace(dest: Path) -> Path:
 
 def snakemake(ws: Path, *args: str, params: str | None = TINY, timeout: float = 300,
               **kw) -> subprocess.CompletedProcess:
-    cmd = [str(BIN / "snakemake"), *args] + (["--config", f"params={params}"] if params else [])
+    cmd = [str(BIN / "snakemake")] + (["--config", f"params={params}"] if params else []) + list(args)
     return subprocess.run(cmd, cwd=ws, env=env(), capture_output=True, text=True, timeout=timeout, **kw)
 
 
@@ -64,10 +61,13 @@ def mtimes(ws: Path) -> dict[str, int]:
 # ---------------------------------------------------------------------------- static checks
 
 
-def test_lint_is_clean(tmp_path):
+def test_lint_finds_nothing_but_the_missing_conda_envs(tmp_path):
+    """Jobs run in the environment Snakemake runs in (make setup, environment.yml): no per-rule conda env."""
     res = snakemake(workspace(tmp_path), "--lint")
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "Congratulations, your workflow is in a good condition!" in res.stdout + res.stderr
+    lints = re.findall(r"^\s+\* (.*?):?$", res.stdout + res.stderr, flags=re.M)
+    rules = re.findall(r"^Lints for rule (\w+)", res.stdout + res.stderr, flags=re.M)
+    assert sorted(rules) == ["bench", "evaluate", "figures", "generate", "merge", "report", "train"]
+    assert set(lints) == {"Specify a conda environment or container for each rule."}, res.stdout + res.stderr
 
 
 def test_dry_run_lists_the_jobs_the_params_ask_for(tmp_path):
@@ -84,7 +84,7 @@ def test_dry_run_lists_the_jobs_the_params_ask_for(tmp_path):
     res = snakemake(ws, "--dry-run", params="params/more.yaml")
     assert res.returncode == 0, res.stderr
     # logreg: a bank, a run, sgd and the run evaluated (bayes needs linear-Gaussian tasks); no cost pair
-    assert job_counts(res.stdout) == {**TINY_JOBS, "generate": 2, "resolve_run": 3, "train": 3, "evaluate": 6}
+    assert job_counts(res.stdout) == {**TINY_JOBS, "generate": 2, "train": 3, "evaluate": 6}
     assert not (ws / "data").exists()
 
 
@@ -99,12 +99,34 @@ def test_slurm_profile_dry_run_maps_gpu_and_resources(tmp_path):
         assert "gpu=1" in resources and "runtime=720" in resources and "mem_mb=32000" in resources
 
 
-def test_gpu_profile_serializes_gpu_jobs(tmp_path):
-    config = yaml.safe_load((REPO / "workflow/profiles/gpu/config.yaml").read_text())
-    assert "gpu=1" in config["resources"]
+def test_gpu_profile_plans_the_same_jobs(tmp_path):
     res = snakemake(workspace(tmp_path), "--dry-run", "--workflow-profile", "workflow/profiles/gpu")
     assert res.returncode == 0, res.stdout + res.stderr
     assert job_counts(res.stdout) == TINY_JOBS
+
+
+def concurrent_trainings(output: str) -> int:
+    """The most trainings running at once, from Snakemake's job start and finish lines."""
+    running = most = 0
+    for line in output.splitlines():
+        if re.match(r"^(?:local)?rule train:", line):
+            running += 1
+            most = max(most, running)
+        elif re.search(r"Finished jobid: \d+ \(Rule: train\)", line):
+            running -= 1
+    return most
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile, most", [("workflow/profiles/gpu", 1), ("workflow/profiles/default", 2)])
+def test_gpu_profile_runs_one_training_at_a_time(tiny_run, tmp_path, profile, most):
+    """Two one-thread trainings on two cores: side by side by default, one after the other on the GPU
+    profile (`resources: gpu=1`), which is how it keeps two trainings off one GPU."""
+    ws = copy_run(tiny_run[0], tmp_path / "ws")
+    res = snakemake(ws, "--workflow-profile", profile, "--cores", "2", "--set-threads", "train=1",
+                    "--forcerun", "train", "--until", "train")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert concurrent_trainings(res.stdout + res.stderr) == most, res.stdout + res.stderr
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -119,7 +141,7 @@ def test_bad_params_are_rejected_before_any_job(tmp_path, edit, message):
     (ws / "params" / "bad.yaml").write_text(yaml.safe_dump(raw))
     res = snakemake(ws, "--cores", "1", params="params/bad.yaml")
     assert res.returncode != 0
-    assert re.search(f"invalid params: params/bad\\.yaml: {message}", res.stderr), res.stderr
+    assert re.search(f"invalid params: params/bad\\.yaml: {message}", res.stdout + res.stderr), res.stderr
     assert "Traceback" not in res.stderr
     assert not (ws / "data").exists() and not (ws / "logs").exists()
 
@@ -132,54 +154,123 @@ def test_unknown_config_key_is_rejected(tmp_path):
 
 
 def test_every_figure_has_a_caption():
-    from iai.analysis.figures import FIGURES
+    from iai.analysis.captions import FIGURES
 
     captions = {p.stem for p in (REPO / "workflow/report/figures").glob("*.rst")}
     assert captions == {name.rsplit(".", 1)[0] for name in FIGURES}
 
 
-def test_plan_knows_the_references_and_follows_imports():
-    from iai.core.learners.references import REFERENCE_NAMES
-
-    assert P.REFERENCES == REFERENCE_NAMES
-    merge = P.code_files("results")
-    assert "src/iai/results.py" in merge and "src/iai/utils.py" in merge
-    assert "src/iai/train.py" not in merge and "src/iai/figures.py" not in merge
-    train = P.code_files("train")
-    assert {"src/iai/train.py", "src/iai/learners/parametric.py", "src/iai/params.schema.yaml"} <= set(train)
-    assert "src/iai/evaluate.py" not in train
+def dvc_stages() -> dict:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
 
-def dvc_outputs(dvc: dict) -> dict[str, str]:
-    """Path -> stage name of every output (outs, metrics, plots) of a dvc.yaml."""
-    found = {}
-    for name, stage in dvc["stages"].items():
-        for kind in ("outs", "metrics", "plots"):
-            for entry in stage.get(kind, []):
-                found[entry if isinstance(entry, str) else next(iter(entry))] = name
-    return found
+def stage_outputs(stage: dict) -> list[str]:
+    """Every output path (outs, metrics, plots) of a dvc.yaml stage."""
+    return [entry if isinstance(entry, str) else next(iter(entry))
+            for kind in ("outs", "metrics", "plots") for entry in stage.get(kind, [])]
 
 
-def test_dvc_yaml_is_current_and_agrees_with_the_rules(tmp_path):
-    check = subprocess.run([sys.executable, "workflow/scripts/dvc_yaml.py", "--check"], cwd=REPO, env=env(),
-                           capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
+def stage_command(stage: dict) -> tuple[list[str], list[str]]:
+    """(allowed rules, targets) of a stage's `${sm} RULE... -- TARGET...` command."""
+    rules, targets = re.fullmatch(r"\$\{sm\} ([\w ]+) -- (.*)", stage["cmd"]).groups()
+    return rules.split(), targets.split()
+
+
+def under(path: str, outs: list[str]) -> bool:
+    return any(path == o or path.startswith(o.rstrip("/") + "/") for o in outs)
+
+
+def planned_jobs(ws: Path, *args: str, params: str = DEFAULT) -> list[dict]:
+    """The jobs of a forced dry run: rule, outputs and inputs of each (Snakemake's printed plan)."""
+    res = snakemake(ws, "--dry-run", "--forceall", *args, params=params)
+    assert res.returncode == 0, res.stdout + res.stderr
+    jobs = []
+    for block in re.split(r"\n\s*\n", res.stdout):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, flags=re.M)
+        if rule:
+            def field(name: str) -> list[str]:
+                m = re.search(rf"^\s+{name}: (.*)$", block, flags=re.M)
+                return [s.strip() for s in m.group(1).split(",")] if m else []
+
+            jobs.append({"rule": rule.group(1), "output": field("output"), "input": field("input")})
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def default_plan(tmp_path_factory) -> list[dict]:
+    return planned_jobs(workspace(tmp_path_factory.mktemp("plan")))
+
+
+def test_dvc_stages_own_exactly_what_their_rules_make(default_plan):
+    stages = dvc_stages()
+    made = [(job["rule"], path) for job in default_plan for path in job["output"]]
+    assert made, "the dry run planned no job"
+    for rule, path in made:
+        owners = [name for name, stage in stages.items() if under(path, stage_outputs(stage))]
+        assert len(owners) == 1, f"{path} (rule {rule}) is an output of the dvc.yaml stages {owners}"
+        allowed, _ = stage_command(stages[owners[0]])
+        assert rule in allowed, f"dvc.yaml stage {owners[0]} owns {path} but does not allow rule {rule}"
+    for name, stage in stages.items():
+        allowed, targets = stage_command(stage)
+        mine = {rule for rule, path in made if under(path, stage_outputs(stage))}
+        assert mine, f"dvc.yaml stage {name}: no rule makes any of {stage_outputs(stage)}"
+        targets_rules = {t for t in targets if t in allowed}
+        assert set(allowed) == mine | targets_rules, f"dvc.yaml stage {name} allows {allowed}, its outputs come from {mine}"
+        for target in set(targets) - targets_rules:
+            assert target in stage_outputs(stage), f"dvc.yaml stage {name}: target {target} is not one of its outs"
+
+
+def test_dvc_stage_targets_plan_every_job_of_their_rules(tmp_path, default_plan):
+    """A stage's target (e.g. the rule `models`) asks for every job its rules have in the whole pipeline."""
     ws = workspace(tmp_path)
-    shutil.copy(REPO / "dvc.yaml", ws / "dvc.yaml")
-    summary = snakemake(ws, "--summary", "--nolock", params=P.DEFAULT_PARAMS)
-    assert summary.returncode == 0, summary.stderr
-    rows = [line.split("\t") for line in summary.stdout.strip().splitlines()[1:]]
-    rule_of = {row[0]: row[2] for row in rows}  # every output file of every job -> its rule
-    dvc = yaml.safe_load((ws / "dvc.yaml").read_text())
-    outputs = dvc_outputs(dvc)
-    assert set(outputs) == set(rule_of)
-    sm = dvc["vars"][0]["sm"]
-    for name, stage in dvc["stages"].items():
-        cmd = stage["cmd"].replace("${sm}", sm)
-        rule, targets = re.fullmatch(r".*--allowed-rules (\w+) -- (.*)", cmd).groups()
-        mine = sorted(p for p, s in outputs.items() if s == name)
-        assert sorted(targets.split()) == mine, name  # the stage asks Snakemake for exactly its outputs
-        assert {rule_of[p] for p in mine} == {rule}, name  # ... from the one rule that makes them
+    whole = {}
+    for job in default_plan:
+        whole[job["rule"]] = whole.get(job["rule"], 0) + 1
+    for name, stage in dvc_stages().items():
+        allowed, targets = stage_command(stage)
+        for job in default_plan:  # what the upstream stages made (DVC runs them first)
+            if job["rule"] not in allowed:
+                for path in job["output"]:
+                    (ws / path).parent.mkdir(parents=True, exist_ok=True)
+                    (ws / path).touch()
+        jobs = planned_jobs(ws, "--allowed-rules", *allowed, "--", *targets)
+        counts = {}
+        for job in jobs:
+            counts[job["rule"]] = counts.get(job["rule"], 0) + 1
+        for rule in allowed:
+            if rule in whole:
+                assert counts.get(rule) == whole[rule], f"dvc.yaml stage {name}: {counts} against {whole}"
+
+
+def src_files(paths: list[str]) -> set[str]:
+    out = set()
+    for p in paths:
+        path = REPO / p
+        if p.startswith("src/"):
+            out |= ({str(f.relative_to(REPO)) for f in path.rglob("*.py")} if path.is_dir() else {p})
+    return out
+
+
+def test_dvc_deps_are_the_code_each_rule_runs(default_plan):
+    """dvc.yaml's deps and the rules' code inputs (workflow/rules/common.smk CODE) name the same files."""
+    stages = dvc_stages()
+    for name, stage in stages.items():
+        allowed, _ = stage_command(stage)
+        code = set()
+        for job in default_plan:
+            if job["rule"] in allowed:
+                code |= {f for f in job["input"] if f.startswith("src/")}
+        assert code, f"dvc.yaml stage {name}: its rules read no code"
+        assert src_files(stage["deps"]) == code, (
+            f"dvc.yaml stage {name}: deps {sorted(src_files(stage['deps']) ^ code)} differ from the rules' code")
+
+
+def test_the_code_of_a_stage_is_its_layers():
+    """What generate runs is tasks and below: editing a learner does not redo the banks."""
+    deps = src_files(dvc_stages()["generate"]["deps"])
+    assert "src/iai/core/tasks/base.py" in deps and "src/iai/stages/generate.py" in deps
+    assert not any(f.startswith(("src/iai/core/learners", "src/iai/analysis")) for f in deps)
+    assert not any(f.startswith("src/iai/core/tasks") for f in src_files(dvc_stages()["figures"]["deps"]))
 
 
 # ---------------------------------------------------------------------------- runs
@@ -201,9 +292,10 @@ def test_full_tiny_run_completes_then_has_nothing_to_do(tiny_run):
     ws, seconds = tiny_run
     assert seconds < 180, f"tiny pipeline took {seconds:.0f} s"
     import pandas as pd
-    from iai.analysis.figures import FIGURES
+    from iai.analysis.captions import FIGURES
 
-    for path in [P.RESULTS, P.REPORT, P.METRICS, *P.figures(list(FIGURES))]:
+    for path in ["data/results/results.csv", "reports/index.html", "reports/metrics.json",
+                 *[f"reports/figures/{name}" for name in FIGURES]]:
         assert (ws / path).is_file(), path
 
     results = pd.read_csv(ws / "data/results/results.csv")
@@ -287,24 +379,68 @@ def dvc(ws: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "dvc"), *args], cwd=ws, env=env(), capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.slow
-def test_dvc_adopts_the_snakemake_run_and_reruns_only_the_changed_stage(tiny_run, tmp_path):
-    ws = copy_run(tiny_run[0], tmp_path / "ws")
+def tiny_dvc_project(ws: Path) -> None:
+    """Make a finished tiny workspace a DVC project driven by the real dvc.yaml, pointed at the tiny params."""
     assert subprocess.run(["git", "init", "-q"], cwd=ws).returncode == 0
     assert dvc(ws, "init", "-q").returncode == 0
-    gen = subprocess.run([sys.executable, "workflow/scripts/dvc_yaml.py", "--params", TINY], cwd=ws, env=env(),
-                         capture_output=True, text=True)
-    assert gen.returncode == 0, gen.stderr
+    (ws / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text().replace(DEFAULT, TINY))
+    (ws / "workflow/config.yaml").write_text(f"params: {TINY}\n")
     assert dvc(ws, "commit", "--force", "--quiet").returncode == 0  # what `make reproduce` does after Snakemake
     assert "Data and pipelines are up to date" in dvc(ws, "status").stdout
+
+
+@pytest.mark.slow
+def snakemake_jobs(output: str) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job a Snakemake run printed."""
+    jobs = []
+    for block in re.split(r"\n\s*\n", output):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, flags=re.M)
+        if rule:
+            wildcards = re.search(r"^\s+wildcards: (.*)$", block, flags=re.M)
+            jobs.append((rule.group(1), wildcards.group(1) if wildcards else ""))
+    return jobs
+
+
+@pytest.mark.slow
+def test_dvc_repro_after_a_claims_option_change_reruns_the_report_only(tiny_run, tmp_path):
+    ws = copy_run(tiny_run[0], tmp_path / "ws")
+    tiny_dvc_project(ws)
+    before = mtimes(ws)
     raw = yaml.safe_load((ws / TINY).read_text())
-    raw["report"] = {"significance": 3.0}  # read by the report stage alone
+    raw["report"]["significance"] = 3.0  # read by the report job alone
     (ws / TINY).write_text(yaml.safe_dump(raw, sort_keys=False))
     status = dvc(ws, "status").stdout
-    assert re.findall(r"^(\S+):$", status, flags=re.M) == ["report"], status
+    assert re.findall(r"^(\S+):$", status, flags=re.M) == ["figures", "report"], status  # both read `report:`
     repro = dvc(ws, "repro")
     assert repro.returncode == 0, repro.stdout + repro.stderr
-    assert re.findall(r"Running stage '([^']+)'", repro.stdout) == ["report"]
+    assert re.findall(r"Running stage '([^']+)'", repro.stdout) == ["figures", "report"]
+    assert [rule for rule, _ in snakemake_jobs(repro.stdout + repro.stderr)] == ["report"]  # the figures job had nothing to do
+    changed = {k for k, v in mtimes(ws).items() if before.get(k) != v}
+    assert changed == {"reports/index.html", "reports/metrics.json"}, changed
     assert "Data and pipelines are up to date" in dvc(ws, "status").stdout
     res = snakemake(ws, "--dry-run")  # the job DVC ran went through Snakemake: it agrees
     assert "Nothing to be done" in res.stdout, res.stdout
+
+
+@pytest.mark.slow
+def test_dvc_repro_after_one_run_changes_retrains_that_run_only(tiny_run, tmp_path):
+    ws = copy_run(tiny_run[0], tmp_path / "ws")
+    tiny_dvc_project(ws)
+    before = mtimes(ws)
+    raw = yaml.safe_load((ws / TINY).read_text())
+    raw["runs"][0]["train"] = {"lr": 0.002}  # the run `po` alone
+    (ws / TINY).write_text(yaml.safe_dump(raw, sort_keys=False))
+    repro = dvc(ws, "repro")
+    assert repro.returncode == 0, repro.stdout + repro.stderr
+    # DVC runs the stages downstream of the params; Snakemake inside them runs the changed run's jobs only
+    assert re.findall(r"Running stage '([^']+)'", repro.stdout) == ["train", "evaluate", "merge", "figures", "report"]
+    jobs = snakemake_jobs(repro.stdout + repro.stderr)
+    assert [j for j in jobs if j[0] == "train"] == [("train", "family=linreg, learner=po")], jobs
+    assert [j for j in jobs if j[0] == "evaluate"] == [("evaluate", "family=linreg, learner=po")], jobs
+    assert not [j for j in jobs if j[0] == "generate"], jobs
+    after = mtimes(ws)
+    changed = {k for k in before if after.get(k) != before[k]}
+    assert "data/models/linreg/po.pt" in changed and "data/models/linreg/po_once.pt" not in changed
+    assert not any(k.startswith("data/banks") for k in changed)
+    assert "Data and pipelines are up to date" in dvc(ws, "status").stdout
+    assert "Nothing to be done" in snakemake(ws, "--dry-run").stdout

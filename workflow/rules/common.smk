@@ -1,19 +1,114 @@
-# Helpers of the rules: job inputs and resources computed from the plan (workflow/scripts/plan.py).
+# The jobs a params file asks for, the params each job reads, and the code each stage runs.
+
+import json
+from pathlib import Path
+
+from iai.analysis.captions import FIGURES
+from iai.core.learners.references import REFERENCE_NAMES
+from iai.params import load_params
+from iai.stages.bench import cost_pairs
+from iai.stages.evaluate import evaluation_jobs
+from iai.utils import ConfigError
+
+PARAMS_FILE = config["params"]
+try:
+    PARAMS = load_params(PARAMS_FILE)  # validated here: one message naming the key, before any job
+except ConfigError as err:
+    raise WorkflowError(f"invalid params: {err}")
+RAW = PARAMS.raw
+
+FAMILIES = list(PARAMS.families)
+RUNS = [(r.family, r.name) for r in PARAMS.runs]  # trained: (family, learner)
+EVALUATIONS = evaluation_jobs(PARAMS)  # evaluated: applicable references, then runs
+BENCH = {f: [name for pair in cost_pairs(PARAMS, f) for name in pair] for f in FAMILIES}
+BENCH = {f: names for f, names in BENCH.items() if names}  # families with an (iterative, one-shot) pair
+FIGURE_FILES = [f"reports/figures/{name}" for name in FIGURES]
+
+for family, learner in RUNS:
+    if learner == "cost":
+        raise WorkflowError(f"invalid params: {PARAMS_FILE}: runs: a run may not be called 'cost' "
+                            f"(data/results/eval/{family}/cost.csv holds the family's cost measurements)")
 
 
-def code(stage):
-    """The iai source files the stage's command imports: editing one reruns the stage."""
-    return [os.path.relpath(P.REPO / f) for f in P.code_files(P.STAGE_MODULES[stage])]
+wildcard_constraints:
+    family=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    learner=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+
+
+# The code a stage runs, by layer (src/iai; the direction is checked by tests/test_layers.py): a job
+# reruns when one of these files changes. dvc.yaml lists the same files as each stage's deps.
+BASE = ["src/iai/__init__.py", "src/iai/cli.py", "src/iai/params.py", "src/iai/params.schema.yaml", "src/iai/utils.py"]
+
+
+def files(*parts):
+    out = []
+    for part in parts:
+        path = Path("src/iai") / part
+        out += sorted(str(p) for p in path.rglob("*.py")) if path.is_dir() else [str(path)]
+    return out
+
+
+CODE = {
+    "generate": BASE + files("core/__init__.py", "core/predictors.py", "core/tasks", "stages/__init__.py",
+                             "stages/generate.py"),
+    "train": BASE + files("core", "stages/__init__.py", "stages/train.py"),
+    "evaluate": BASE + files("core", "stages/__init__.py", "stages/evaluate.py"),
+    "bench": BASE + files("core", "stages/__init__.py", "stages/bench.py"),
+    "merge": BASE + files("core/__init__.py", "core/results.py", "stages/__init__.py", "stages/merge.py"),
+    "figures": BASE + files("core/__init__.py", "core/results.py", "analysis/__init__.py", "analysis/captions.py",
+                            "analysis/selection.py", "analysis/plotting.py", "analysis/figures.py"),
+    "report": BASE + files("core/__init__.py", "core/results.py", "analysis"),
+}
+
+
+def settings(**sections):
+    """The params a job reads, as canonical JSON: Snakemake reruns the job when this text changes."""
+    return json.dumps(sections, sort_keys=True, separators=(",", ":"))
+
+
+def run_settings(family, learner):
+    """A learned run's entry with the model and train defaults merged in: all that `iai train` reads."""
+    run = PARAMS.run(family, learner)
+    return settings(seed=RAW["seed"], device=RAW.get("device"), family=RAW["families"][family], name=learner,
+                    learner=run.learner, model=run.model, train=run.train)
+
+
+def evaluation_settings(family, learner):
+    common = dict(seed=RAW["seed"], device=RAW.get("device"), family=RAW["families"][family],
+                  evaluate={k: v for k, v in RAW["evaluate"].items() if not k.startswith("cost_")})
+    if learner in REFERENCE_NAMES:
+        return settings(**common, batch_size=RAW["train"]["batch_size"], references=RAW["references"])
+    return settings(**common)
 
 
 def train_threads(wildcards):
     """The run's train.threads (0 = every core Snakemake may use)."""
-    return PLAN.params.run(wildcards.family, wildcards.learner).train.get("threads", 0) or workflow.cores
+    return PARAMS.run(wildcards.family, wildcards.learner).train.get("threads", 0) or workflow.cores
 
 
 def evaluation_inputs(wildcards):
     """The family's bank, and for a learned learner its checkpoint."""
     inputs = {"bank": f"data/banks/{wildcards.family}.pt"}
-    if wildcards.learner not in P.REFERENCES:
+    if wildcards.learner not in REFERENCE_NAMES:
         inputs["model"] = f"data/models/{wildcards.family}/{wildcards.learner}.pt"
     return inputs
+
+
+def stage_summaries():
+    """The JSON summaries the report reads: banks, trainings, evaluations, cost measurements."""
+    out = [f"data/banks/{f}.json" for f in FAMILIES]
+    out += [f"data/models/{f}/{l}.json" for f, l in RUNS]
+    out += [f"data/results/eval/{f}/{l}.json" for f, l in EVALUATIONS]
+    return out + [f"data/results/eval/{f}/cost.json" for f in BENCH]
+
+
+def results_tables():
+    return [f"data/results/eval/{f}/{l}.csv" for f, l in EVALUATIONS] + [f"data/results/eval/{f}/cost.csv" for f in BENCH]
+
+
+# Targets of the dvc.yaml stages (`snakemake --allowed-rules generate banks -- banks`): one per stage.
+localrules:
+    all,
+    banks,
+    models,
+    evaluations,

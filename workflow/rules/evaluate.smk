@@ -5,18 +5,16 @@ rule evaluate:
     """One learner (a reference or a trained run) on every split of a family's bank, at every n."""
     input:
         unpack(evaluation_inputs),
-        code=code("evaluate"),
+        code=CODE["evaluate"],
     output:
         table="data/results/eval/{family}/{learner}.csv",
         summary="data/results/eval/{family}/{learner}.json",
     params:
-        file=PARAMS,
-        settings=lambda w: P.settings(RAW, "evaluate", w.family, w.learner),
+        file=PARAMS_FILE,
+        settings=lambda w: evaluation_settings(w.family, w.learner),
     wildcard_constraints:
-        learner=r"(?!cost\.(?:csv|json)$)[A-Za-z0-9][A-Za-z0-9_.-]*",
+        learner=r"(?!cost\.(?:csv|json)$)[A-Za-z0-9][A-Za-z0-9_.-]*",  # cost.csv is the bench rule's
     threads: 1
-    conda:
-        ENV
     log:
         "logs/evaluate/{family}/{learner}.log",
     shell:
@@ -30,19 +28,18 @@ rule bench:
     It takes every core so that no other job runs beside it and disturbs the timings.
     """
     input:
-        models=lambda w: [f"data/models/{w.family}/{name}.pt" for name in PLAN.bench[w.family]],
-        code=code("bench"),
+        models=lambda w: [f"data/models/{w.family}/{name}.pt" for name in BENCH[w.family]],
+        code=CODE["bench"],
     output:
         table="data/results/eval/{family}/cost.csv",
         summary="data/results/eval/{family}/cost.json",
     params:
-        file=PARAMS,
-        settings=lambda w: P.settings(RAW, "bench", w.family),
+        file=PARAMS_FILE,
+        settings=lambda w: settings(seed=RAW["seed"], device=RAW.get("device"), family=RAW["families"][w.family],
+                                    evaluate={k: v for k, v in RAW["evaluate"].items() if k.startswith("cost_")}),
     threads: workflow.cores
     resources:
         gpu=1,
-    conda:
-        ENV
     log:
         "logs/bench/{family}.log",
     shell:
@@ -50,15 +47,19 @@ rule bench:
         " --out {output.table} > {log} 2>&1"
 
 
+rule evaluations:
+    """Every evaluation and cost table (the dvc.yaml stage `evaluate`)."""
+    input:
+        results_tables(),
+
+
 rule merge:
     """Every evaluation and cost table -> data/results/results.csv (checked and sorted)."""
     input:
-        tables=PLAN.results_tables(),
-        code=code("merge"),
+        tables=results_tables(),
+        code=CODE["merge"],
     output:
         "data/results/results.csv",
-    conda:
-        ENV
     log:
         "logs/merge.log",
     shell:

@@ -2,21 +2,20 @@
 
 
 rule figures:
-    """The fixed list of figures of iai.figures.FIGURES, drawn from the results table."""
+    """The fixed list of figures of iai.analysis.captions.FIGURES, drawn from the results table."""
     input:
         results="data/results/results.csv",
-        code=code("figures"),
+        code=CODE["figures"],
     output:
         [
-            report(path, caption=f"../report/figures/{name.rsplit('.', 1)[0]}.rst", category="Figures")
-            for name, path in zip(PLAN.figures, P.figures(PLAN.figures))
+            report(path, caption=f"../report/figures/{Path(path).stem}.rst", category="Figures")
+            for path in FIGURE_FILES
         ],
     params:
-        file=PARAMS,
-        settings=P.settings(RAW, "figures"),
-        captions=PLAN.captions,
-    conda:
-        ENV
+        file=PARAMS_FILE,
+        settings=settings(references=RAW["references"]["learners"], train=RAW["train"], runs=RAW["runs"],
+                          train_context=RAW.get("report", {}).get("train_context")),
+        captions=FIGURES,
     log:
         "logs/figures.log",
     shell:
@@ -27,17 +26,15 @@ rule report:
     """reports/index.html (figures, tables, claims, provenance) and reports/metrics.json."""
     input:
         results="data/results/results.csv",
-        figures=P.figures(PLAN.figures),
-        stage_info=PLAN.stage_info(),
-        code=code("report"),
+        figures=FIGURE_FILES,
+        stage_info=stage_summaries(),
+        code=CODE["report"],
     output:
         html="reports/index.html",
         metrics="reports/metrics.json",
     params:
-        file=PARAMS,
-        settings=P.settings(RAW, "report"),
-    conda:
-        ENV
+        file=PARAMS_FILE,
+        settings=settings(params=RAW),  # the report shows the whole recipe
     log:
         "logs/report.log",
     shell:
