@@ -16,7 +16,7 @@ from iai.core.rollout import rollout
 from iai.core.tasks import make_family
 from iai.stages.train import train_run
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 CUDA = torch.device("cuda")
 MODEL = {"width": 32, "depth": 2, "heads": 4, "ff": 64}
 TRAIN = {"batch_size": 16, "max_steps": 4, "tasks_per_batch": 8, "n_valid": 16, "iterations": 30, "lr": 1e-3,
@@ -24,6 +24,7 @@ TRAIN = {"batch_size": 16, "max_steps": 4, "tasks_per_batch": 8, "n_valid": 16, 
 RUNS = [
     {"regime": "parametric", "signal": "both"},
     {"regime": "parametric", "signal": "grad", "history": 2},
+    {"regime": "parametric", "signal": "both", "history": 2, "memory": 2},
     {"regime": "implicit", "signal": "obs"},
     {"regime": "implicit", "signal": "obs", "state": "hidden"},
     {"regime": "explicit", "signal": "both"},

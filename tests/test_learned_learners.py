@@ -172,15 +172,6 @@ def test_bad_model_sizes_fail_clearly():
         build_learner(RunSpec("fam", "bad", {"regime": "parametric"}, {**MODEL, "width": 30}, TRAIN), LINREG)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_runs_on_cuda():
-    family, learner = make("parametric_both_h2_mem2")
-    learner = learner.to("cuda")
-    tasks = family.sample(4, 24, 6, 5)
-    rec = rollout(learner, family, tasks, 8, device="cuda")
-    assert all(torch.isfinite(torch.tensor(r["value"])) for r in rec)
-
-
 def test_the_params_schema_matches_the_config_dataclasses():
     from dataclasses import fields
 

@@ -21,10 +21,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
-from iai.analysis.selection import REFERENCE, tag  # noqa: E402
+from iai.analysis.selection import REFERENCE, REGIME_ORDER, tag  # noqa: E402
 from iai.utils import atomic_path  # noqa: E402
 
-REGIME_ORDER = ("exact", "classical", "parametric", "explicit", "implicit")
 REGIME_CMAP = {"exact": "Greys", "classical": "Purples", "parametric": "Blues", "explicit": "Oranges",
                "implicit": "Greens"}
 MARKERS = "osD^vPX*<>"

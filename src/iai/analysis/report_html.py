@@ -11,7 +11,8 @@ import math
 
 import pandas as pd
 
-REGIME_ORDER = ("exact", "classical", "parametric", "explicit", "implicit")
+from iai.analysis.selection import REGIME_ORDER
+
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1d1d1f;

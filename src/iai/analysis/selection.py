@@ -16,6 +16,8 @@ import pandas as pd
 
 from iai.core.results import QUALITY_METRICS
 
+REGIME_ORDER = ("exact", "classical", "parametric", "explicit", "implicit")  # tables and legends
+
 LEARNED = ("parametric", "implicit", "explicit")
 PRIMARY = ("excess_risk", "error_rate", "mse", "nll")  # the first one a family reports is its primary
 REFERENCE = ("bayes", "map")  # the curve every learner is held against, in order of preference

@@ -47,7 +47,6 @@ CONTEXTS = ("all", "capped")
 QUALITY_METRICS = ("mse", "excess_risk", "error_rate", "nll")
 COST_METRICS = ("wall_time_s", "peak_memory_mb")
 METRICS = QUALITY_METRICS + COST_METRICS
-LOWER_IS_BETTER = set(METRICS)
 
 
 def validate(df: pd.DataFrame, source: str = "results table", known_learners: Iterable[str] | None = None) -> pd.DataFrame:

@@ -14,20 +14,25 @@ from typing import Any
 from iai.utils import ConfigError
 from iai.core.tasks.base import ClassificationFamily, RegressionFamily, TaskBatch, TaskFamily
 from iai.core.tasks.classification import LinearClassificationTasks, NonlinearClassificationTasks
+from iai.core.tasks.images import ImageClassificationTasks
 from iai.core.tasks.regression import LinearRegressionTasks, NonlinearRegressionTasks
 
+# families with a random teacher: theta drawn from the prior, f_valid the teacher's noiseless output
 FAMILIES: dict[str, type[TaskFamily]] = {
     cls.kind: cls
     for cls in (LinearRegressionTasks, NonlinearRegressionTasks, LinearClassificationTasks,
                 NonlinearClassificationTasks)
 }
+# families over real data (iai.core.tasks.images): no teacher, f_valid = the observed labels, theta empty
+DATA_FAMILIES: dict[str, type[TaskFamily]] = {cls.kind: cls for cls in (ImageClassificationTasks,)}
+ALL_FAMILIES: dict[str, type[TaskFamily]] = {**FAMILIES, **DATA_FAMILIES}
 
 
 def make_family(kind: str, **options: Any) -> TaskFamily:
     """Build a family by its kind name; options are the family dataclass's fields."""
-    if kind not in FAMILIES:
-        raise ConfigError(f"family kind: unknown {kind!r}; expected one of {sorted(FAMILIES)}")
-    cls = FAMILIES[kind]
+    if kind not in ALL_FAMILIES:
+        raise ConfigError(f"family kind: unknown {kind!r}; expected one of {sorted(ALL_FAMILIES)}")
+    cls = ALL_FAMILIES[kind]
     fields = cls.__dataclass_fields__
     unknown = sorted(set(options) - set(fields))
     if unknown:
@@ -46,7 +51,8 @@ def family_splits(family: TaskFamily, splits: dict[str, dict[str, Any]] | None =
     return {name: family.variant(**overrides) for name, overrides in specs.items()}
 
 
-__all__ = ["FAMILIES", "ClassificationFamily", "LinearClassificationTasks", "LinearRegressionTasks",
+__all__ = ["ALL_FAMILIES", "DATA_FAMILIES", "FAMILIES", "ClassificationFamily", "ImageClassificationTasks",
+           "LinearClassificationTasks", "LinearRegressionTasks",
            "NonlinearClassificationTasks", "NonlinearRegressionTasks", "RegressionFamily", "TaskBatch",
            "TaskFamily", "family_splits", "make_family"]
 

@@ -1,0 +1,329 @@
+"""Image classification task families: N-way tasks drawn from a real labelled dataset.
+
+A task is an N-way problem (N = ``n_classes``): N classes drawn from the dataset's classes, given
+the labels 0..N-1 in a random order of their own (seeded, per task), and train and valid points
+drawn from those classes, each point's label uniform over the N. The parametric predictor is the
+softmax-linear map of :class:`~iai.core.tasks.classification.LinearClassificationTasks`; metrics are
+error rate and NLL, so the MAP, SGD, Adam and kNN references apply unchanged.
+
+Sources (``source``):
+
+- ``digits``: scikit-learn's bundled handwritten digits (8x8, 1,797 images, 10 classes; no download).
+- ``mnist`` / ``fashion_mnist``: the standard IDX files (``train-images-idx3-ubyte``,
+  ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each gzipped
+  or not) in the folder ``path``; the pool is all 70,000 images (train and t10k files together).
+  ``iai data mnist --out FOLDER`` downloads them on a machine with a network.
+- ``embeddings``: an ``.npz`` file ``path`` holding ``x``, float ``[n, features]`` (e.g. DINOv2
+  features of ImageNet or CIFAR-10 images) and ``y``, integer ``[n]`` class labels (any integers).
+
+Inputs: images are optionally rotated (``rotate`` degrees, bilinear, an offline dataset shift),
+average-pooled by ``downscale``, flattened, then standardized: each feature centred and all divided
+by one common scale so that the mean feature variance is 1 (one scale, not one per pixel: border
+pixels that are almost always 0 would otherwise blow up). The standardization statistics are the
+source's own, computed on its clean images (before rotation and noise), so a shift is not normalized
+away. ``input_noise`` then adds fixed Gaussian noise (std in standardized units, drawn once per image
+from a fixed seed: an offline shift too). Last, when ``dim`` differs from the number of features,
+a fixed random Gaussian projection (seeded by ``projection_seed``, entries N(0, 1/features), so the
+mean variance stays about 1) maps them to ``dim``; ``dim: 0`` means no projection and is resolved to
+the native size when the family is built. Inputs are finally multiplied by ``input_scale``.
+
+Out-of-distribution splits (:meth:`ImageClassificationTasks.default_splits`):
+
+- ``ood_classes`` (when ``held_out_classes`` is set): held-out classes never appear in an id task (nor
+  in meta-training, which samples the id family); an ood task has ``n_novel`` of them (default: as
+  many as fit, ``min(N, len(held_out_classes))``) and the rest from the seen classes.
+- ``ood_shift``: a dataset shift. Default: digits rotated by 45 degrees for image sources, and
+  ``input_noise: 1.0`` for embeddings. Between datasets, override the source in the params, e.g.
+  ``ood_shift: {source: fashion_mnist, path: data/fashion_mnist}`` for a family on ``mnist`` (same
+  28x28 inputs; ``dim`` is kept, so a learner trained on one runs on the other).
+
+Sampling: classes and labels are drawn per task; within a task the valid points are distinct images,
+and the train points are distinct images not among the valid ones, as long as the class has enough
+images; beyond that a class's images repeat (train points first, valid points only when the valid
+points alone exhaust the class). Across tasks images are reused freely. Digits has about 180 images
+per class, so a 5-way task with more than about 900 points repeats images.
+
+There is no teacher: ``TaskBatch.f_valid`` holds the one-hot valid labels (the truth for real data,
+so a ``target: noiseless`` training run scores against the observed labels) and ``TaskBatch.theta``
+is empty, ``[T, 0, token_dim]``. No metric or learner reads either.
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from iai.core.predictors import LinearPredictor
+from iai.core.tasks.base import ClassificationFamily, TaskBatch, _is_int, _is_num
+from iai.core.tasks.idx import read_idx
+from iai.utils import ConfigError, derive_seed, generator
+
+SOURCES = ("digits", "mnist", "fashion_mnist", "embeddings")
+IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+NPZ_FORMAT = "an .npz file with arrays x (n, features) float and y (n,) integer class labels"
+_CHUNK = 1 << 22  # random keys per chunk of tasks when drawing each class's order
+
+
+# ---------------------------------------------------------------------------- sources
+
+
+@lru_cache(maxsize=4)
+def load_source(source: str, path: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """The raw data of a source: images ``[n, H, W]`` (or features ``[n, F]``) as stored (uint8 for IDX
+    files, so the cache stays small) and int64 labels ``[n]``."""
+    if source == "digits":
+        from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+
+        d = load_digits()
+        return d.images.astype(np.float32), d.target.astype(np.int64)
+    if source == "embeddings":
+        return _load_npz(Path(path))
+    return _load_idx_folder(source, Path(path))
+
+
+def _load_idx_folder(source: str, folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    files = ", ".join(f"{s}[.gz]" for s in IDX_STEMS)
+    hint = f"`iai data {source} --out {folder}` downloads them on a machine with a network"
+    if not folder.is_dir():
+        raise ConfigError(f"image_classification.path: folder {folder} not found; expected a folder holding the "
+                          f"{source} IDX files {files}; {hint}")
+    found = {}
+    for stem in IDX_STEMS:
+        found[stem] = next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
+    missing = [s for s, p in found.items() if p is None]
+    if missing:
+        raise ConfigError(f"image_classification.path: {folder} lacks {', '.join(f'{s}[.gz]' for s in missing)}; "
+                          f"expected the {source} IDX files {files}; {hint}")
+    xs, ys = [], []
+    for part in ("train", "t10k"):
+        x_path, y_path = found[f"{part}-images-idx3-ubyte"], found[f"{part}-labels-idx1-ubyte"]
+        x, y = read_idx(x_path), read_idx(y_path)
+        if x.ndim != 3:
+            raise ConfigError(f"{x_path}: images of shape {x.shape}; expected an IDX image file [n, rows, cols]")
+        if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+            raise ConfigError(f"{y_path}: labels of shape {y.shape} ({y.dtype}); expected an integer IDX "
+                              f"label file [{len(x)}] matching {x_path.name}")
+        if x.shape[1:] != (xs[0].shape[1:] if xs else x.shape[1:]):
+            raise ConfigError(f"{x_path}: images of size {x.shape[1:]}, but the train images are {xs[0].shape[1:]}")
+        xs.append(x)
+        ys.append(y.astype(np.int64))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise ConfigError(f"image_classification.path: file {path} not found; expected {NPZ_FORMAT}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "x" not in data.files or "y" not in data.files:
+                raise ConfigError(f"{path}: holds arrays {sorted(data.files)}; expected {NPZ_FORMAT}")
+            x, y = data["x"], data["y"]
+    except ConfigError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise ConfigError(f"{path}: cannot read it ({type(err).__name__}: {err}); expected {NPZ_FORMAT}") from None
+    if x.ndim != 2 or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise ConfigError(f"{path}: x has shape {x.shape} ({x.dtype}); expected {NPZ_FORMAT}")
+    if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+        raise ConfigError(f"{path}: y has shape {y.shape} ({y.dtype}) for x of shape {x.shape}; expected {NPZ_FORMAT}")
+    x = x.astype(np.float32)
+    if len(x) == 0 or not np.isfinite(x).all():
+        raise ConfigError(f"{path}: x is empty or has non-finite values; expected {NPZ_FORMAT}")
+    return x, y.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The preprocessed inputs of a source and, per class, the indices of its points."""
+
+    x: Tensor  # [P, dim] float32
+    y: Tensor  # [P] the dataset's class label of each row
+    classes: np.ndarray  # [C] the dataset's class labels, sorted
+    table: Tensor  # [C, L] pool indices of each class's points (padded with 0)
+    counts: Tensor  # [C] points per class
+
+
+@lru_cache(maxsize=4)
+def build_pool(source: str, path: str, downscale: int, rotate: float, input_noise: float, dim: int,
+               projection_seed: int) -> Pool:
+    """The preprocessed pool of a family's settings (module docstring: rotate, downscale, standardize,
+    noise, project), cached: every split and every sample of a family share it."""
+    raw, labels = load_source(source, path)
+    x = torch.from_numpy(raw.astype(np.float32))
+    if x.ndim == 3:  # images: rotate, then pool, then flatten
+        clean = F.avg_pool2d(x.unsqueeze(1), downscale).flatten(1) if downscale > 1 else x.flatten(1)
+        if rotate:
+            a = math.radians(rotate)
+            rot = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]])
+            grid = F.affine_grid(rot.expand(len(x), 2, 3), [len(x), 1, *x.shape[1:]], align_corners=False)
+            x = F.grid_sample(x.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            x = (F.avg_pool2d(x, downscale) if downscale > 1 else x).flatten(1)
+        else:
+            x = clean
+    else:
+        clean = x
+    mean = clean.mean(0)
+    scale = clean.var(0).mean().sqrt().clamp_min(1e-12)
+    x = (x - mean) / scale
+    if input_noise:
+        x = x + input_noise * torch.randn(x.shape, generator=generator(derive_seed(projection_seed, "input_noise")))
+    if dim != x.shape[1]:
+        proj = torch.randn(x.shape[1], dim, generator=generator(derive_seed(projection_seed, "projection", x.shape[1], dim)))
+        x = x @ (proj / math.sqrt(x.shape[1]))
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    table = torch.zeros(len(classes), int(counts.max()), dtype=torch.long)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    for c, (s, n) in enumerate(zip(starts, counts)):
+        table[c, :n] = torch.from_numpy(order[s:s + n])
+    return Pool(x=x.contiguous(), y=torch.from_numpy(labels), classes=classes, table=table, counts=torch.from_numpy(counts))
+
+
+# ---------------------------------------------------------------------------- the family
+
+
+@dataclass(frozen=True)
+class ImageClassificationTasks(ClassificationFamily):
+    """N-way tasks from a real dataset (see the module docstring); ``n_classes`` is N.
+
+    ``prior_std / temperature`` is only the Gaussian prior std of the MAP reference's theta;
+    ``input_dist`` is not used.
+    """
+
+    kind: ClassVar[str] = "image_classification"
+
+    dim: int = 0
+    n_classes: int = 5
+    source: str = "digits"
+    path: str = ""
+    downscale: int = 1
+    projection_seed: int = 0
+    held_out_classes: tuple[int, ...] = ()
+    n_novel: int = 0
+    rotate: float = 0.0
+    input_noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._check("source", self.source in SOURCES, f"one of {list(SOURCES)}")
+        self._check("path", isinstance(self.path, str), "a string (a folder for mnist/fashion_mnist, an .npz file for embeddings)")
+        if self.source in ("mnist", "fashion_mnist", "embeddings") and not self.path:
+            what = "an .npz file" if self.source == "embeddings" else f"a folder with the {self.source} IDX files"
+            raise ConfigError(f"{self.kind}.path: expected {what} for source {self.source!r}, got none")
+        self._check("dim", _is_int(self.dim, 0), "an integer >= 0 (0 = the native number of features)")
+        self._check("downscale", _is_int(self.downscale, 1), "an integer >= 1")
+        self._check("projection_seed", _is_int(self.projection_seed, 0), "an integer >= 0")
+        self._check("n_novel", _is_int(self.n_novel, 0), "an integer >= 0")
+        self._check("rotate", _is_num(self.rotate, -360) and self.rotate <= 360, "degrees in -360..360")
+        self._check("input_noise", _is_num(self.input_noise, 0), "a number >= 0")
+        held = self.held_out_classes
+        self._check("held_out_classes", isinstance(held, (list, tuple)) and all(_is_int(c, 0) for c in held)
+                    and len(set(held)) == len(held), "a list of distinct class labels (integers >= 0)")
+        object.__setattr__(self, "held_out_classes", tuple(sorted(held)))
+        raw, labels = load_source(self.source, self._path_key)
+        if raw.ndim == 3:
+            h, w = raw.shape[1:]
+            self._check("downscale", h % self.downscale == 0 and w % self.downscale == 0,
+                        f"a divisor of the {self.source} image size {h}x{w}")
+            native = (h // self.downscale) * (w // self.downscale)
+        else:
+            self._check("downscale", self.downscale == 1, "1 for source 'embeddings' (features are not images)")
+            self._check("rotate", self.rotate == 0, "0 for source 'embeddings' (features are not images)")
+            native = raw.shape[1]
+        if self.dim == 0:
+            object.__setattr__(self, "dim", native)
+        super().__post_init__()
+        classes = set(np.unique(labels).tolist())
+        unknown = sorted(set(held) - classes)
+        self._check("held_out_classes", not unknown, f"classes of the {self.source} data (it has {sorted(classes)})")
+        seen = len(classes) - len(held)
+        n = self.n_classes
+        self._check("n_novel", self.n_novel <= min(n, len(held)),
+                    f"at most min(n_classes, number of held_out_classes) = {min(n, len(held))}")
+        self._check("n_classes", n - self.n_novel <= seen,
+                    f"at most the {seen} seen classes of {self.source} plus n_novel = {self.n_novel}")
+
+    @property
+    def _path_key(self) -> str:
+        return "" if self.source == "digits" else str(Path(self.path).expanduser().resolve())
+
+    @property
+    def predictor(self) -> LinearPredictor:
+        return LinearPredictor(self.dim, self.n_classes, bias=True)
+
+    def default_splits(self) -> dict[str, dict[str, Any]]:
+        raw, _ = load_source(self.source, self._path_key)
+        splits: dict[str, dict[str, Any]] = {"id": {}}
+        if self.held_out_classes:
+            splits["ood_classes"] = {"n_novel": min(self.n_classes, len(self.held_out_classes))}
+        splits["ood_shift"] = {"rotate": 45.0} if raw.ndim == 3 else {"input_noise": 1.0}
+        return splits
+
+    def pool(self) -> Pool:
+        return build_pool(self.source, self._path_key, self.downscale, float(self.rotate),
+                          float(self.input_noise), self.dim, self.projection_seed)
+
+    def draw(self, n_tasks: int, n_train: int, n_valid: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """The pool rows ``[T, n_valid + n_train]`` (valid points first) of new tasks and their labels
+        ``[T, n_valid + n_train]`` in 0..N-1 (what :meth:`sample` turns into a :class:`TaskBatch`)."""
+        pool = self.pool()
+        t, n_way, n = n_tasks, self.n_classes, n_train + n_valid
+        held = np.isin(pool.classes, self.held_out_classes)
+        seen_c, novel_c = torch.from_numpy(np.flatnonzero(~held)), torch.from_numpy(np.flatnonzero(held))
+
+        def pick(candidates: Tensor, k: int) -> Tensor:  # k distinct of the candidates per task
+            return candidates[torch.rand(t, len(candidates), generator=gen).argsort(-1)[:, :k]]
+
+        picked = torch.cat([pick(novel_c, self.n_novel), pick(seen_c, n_way - self.n_novel)], 1)
+        task_classes = picked.gather(1, torch.rand(t, n_way, generator=gen).argsort(-1))  # [T, N]; label j -> class
+        # points: valid first (the first n_valid), then train; a label each, uniform over the N
+        lab = torch.randint(n_way, (t, n), generator=gen)
+        # rank of each point among the task's points of its label (valid points rank first)
+        per_label = torch.zeros(t, n_way, dtype=torch.long).scatter_add_(1, lab, torch.ones_like(lab))
+        ar = torch.arange(n).expand(t, n)
+        order = (lab * n + ar).argsort(1)
+        first = (per_label.cumsum(1) - per_label).gather(1, lab.gather(1, order))
+        rank = torch.empty_like(lab).scatter_(1, order, ar - first)
+        n_val = torch.zeros(t, n_way, dtype=torch.long).scatter_add_(1, lab[:, :n_valid], torch.ones_like(lab[:, :n_valid]))
+        cls = task_classes.gather(1, lab)  # [T, n] class of each point
+        count = pool.counts[cls]
+        vc = n_val.gather(1, lab)
+        avail = count - vc
+        # position in the class's random order: valid points take the first vc, train points the rest
+        train_pos = torch.where(avail > 0, vc + (rank - vc) % avail.clamp_min(1), rank % count)
+        pos = torch.where(ar < n_valid, rank % count, train_pos)
+        # a random order of each (task, label)'s class, drawn only as far as needed
+        k = int(pos.max()) + 1
+        slot = torch.empty(t, n_way, k, dtype=torch.long)
+        width = pool.table.shape[1]
+        step = max(1, _CHUNK // (n_way * width))
+        col = torch.arange(width)
+        for s in range(0, t, step):
+            c = task_classes[s:s + step]
+            keys = torch.rand(len(c), n_way, width, generator=gen).masked_fill(col >= pool.counts[c].unsqueeze(-1), 2.0)
+            slot[s:s + step] = keys.topk(k, -1, largest=False).indices if k < width else keys.argsort(-1)
+        in_class = slot.view(t, n_way * k).gather(1, lab * k + pos)
+        return pool.table[cls, in_class], lab
+
+    def sample(self, n_tasks: int, n_train: int, n_valid: int, seed: int | torch.Generator) -> TaskBatch:
+        """Draw ``n_tasks`` N-way tasks (CPU): classes, label order and points per task."""
+        for name, value in (("n_tasks", n_tasks), ("n_train", n_train), ("n_valid", n_valid)):
+            if not (isinstance(value, int) and value >= 1):
+                raise ConfigError(f"{name}: expected an integer >= 1, got {value!r}")
+        gen = seed if isinstance(seed, torch.Generator) else generator(seed)
+        index, lab = self.draw(n_tasks, n_train, n_valid, gen)
+        x = self.pool().x[index]
+        if self.input_scale != 1:
+            x = self.input_scale * x
+        y = F.one_hot(lab, self.n_classes).to(x.dtype)
+        theta = x.new_zeros(n_tasks, 0, self.predictor.token_dim)
+        return TaskBatch(x_train=x[:, n_valid:], y_train=y[:, n_valid:], x_valid=x[:, :n_valid],
+                         y_valid=y[:, :n_valid], f_valid=y[:, :n_valid].clone(), theta=theta)

@@ -1,0 +1,264 @@
+"""Image classification task families: IDX and npz sources, held-out classes, per-task labels,
+shifts, and the references (MAP, kNN, SGD, Adam) on the bundled digits. Nothing downloads."""
+
+import gzip
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from iai.core.learners.references import reference_learner
+from iai.core.rollout import rollout
+from iai.core.tasks import ImageClassificationTasks, family_splits, make_family
+from iai.core.tasks.bank import load_bank, save_bank
+from iai.core.tasks.idx import read_idx, write_idx
+from iai.utils import ConfigError, generator
+
+IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def fake_idx_folder(folder, seed=0, side=12, per_class=30, gz=True):
+    """A tiny MNIST-like folder: 10 classes, each a fixed random template plus noise."""
+    rng = np.random.default_rng(seed)
+    templates = rng.uniform(0, 255, (10, side, side))
+    folder.mkdir(parents=True, exist_ok=True)
+    for part, n in (("train", per_class), ("t10k", per_class // 3)):
+        y = np.repeat(np.arange(10), n).astype(np.uint8)
+        x = np.clip(templates[y] + rng.normal(0, 40, (len(y), side, side)), 0, 255).astype(np.uint8)
+        suffix = ".gz" if gz else ""
+        write_idx(folder / f"{part}-images-idx3-ubyte{suffix}", x)
+        write_idx(folder / f"{part}-labels-idx1-ubyte{suffix}", y)
+    return folder
+
+
+def dataset_classes(fam, n_tasks, n_train, n_valid, seed=0):
+    """The dataset class of every drawn point ``[T, n_valid + n_train]`` and its task label."""
+    index, labels = fam.draw(n_tasks, n_train, n_valid, generator(seed))
+    return fam.pool().y[index], labels, index
+
+
+# ---------------------------------------------------------------------------- IDX
+
+
+@pytest.mark.parametrize("name", ["a-idx3-ubyte", "a-idx3-ubyte.gz"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.float32, np.float64])
+def test_idx_round_trip(tmp_path, name, dtype):
+    x = (np.arange(2 * 3 * 4).reshape(2, 3, 4) * 7 % 251).astype(dtype)
+    path = write_idx(tmp_path / name, x)
+    assert (path.read_bytes()[:2] == b"\x1f\x8b") == name.endswith(".gz")
+    y = read_idx(path)
+    assert y.dtype == np.dtype(dtype) and y.shape == x.shape
+    np.testing.assert_array_equal(y, x)
+
+
+def test_idx_header_is_the_standard_one(tmp_path):
+    path = write_idx(tmp_path / "labels", np.array([3, 1, 4], np.uint8))
+    assert path.read_bytes() == bytes([0, 0, 8, 1, 0, 0, 0, 3, 3, 1, 4])
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "bad header (empty file)"),
+    (b"\x89PNG\r\n\x1a\n", "bad header"),
+    (bytes([0, 0, 8, 2, 0, 0, 0, 2]), "truncated header"),
+    (bytes([0, 0, 8, 1, 0, 0, 0, 5, 1, 2]), "2 data bytes for shape (5,)"),
+    (b"\x1f\x8b\x08garbage", "cannot read it"),
+    (gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 5, 1])), "1 data bytes for shape (5,)"),
+])
+def test_malformed_idx_names_the_path(tmp_path, content, message):
+    path = tmp_path / "broken-idx1-ubyte"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match="IDX") as err:
+        read_idx(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_missing_folder_and_files_name_the_path(tmp_path):
+    with pytest.raises(ConfigError, match="folder .*nowhere not found.*train-images-idx3-ubyte.*iai data mnist"):
+        make_family("image_classification", source="mnist", path=str(tmp_path / "nowhere"))
+    folder = fake_idx_folder(tmp_path / "mnist")
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(ConfigError, match=r"mnist lacks t10k-labels-idx1-ubyte\[.gz\]"):
+        make_family("image_classification", source="mnist", path=str(folder))
+    with pytest.raises(ConfigError, match="path: expected a folder with the mnist IDX files"):
+        make_family("image_classification", source="mnist")
+
+
+def test_malformed_file_in_the_folder_is_named(tmp_path):
+    folder = fake_idx_folder(tmp_path / "mnist", gz=False)
+    (folder / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03\x00")
+    with pytest.raises(ConfigError) as err:
+        make_family("image_classification", source="mnist", path=str(folder))
+    assert str(folder / "train-images-idx3-ubyte") in str(err.value)
+
+
+def test_mnist_like_folder_and_a_dataset_shift_to_another(tmp_path):
+    mnist = fake_idx_folder(tmp_path / "mnist", seed=0, gz=True)
+    fashion = fake_idx_folder(tmp_path / "fashion", seed=1, gz=False)
+    fam = make_family("image_classification", source="mnist", path=str(mnist), n_classes=4, downscale=2)
+    assert fam.dim == 36  # 12x12 pooled by 2, no projection
+    splits = family_splits(fam, {"id": {}, "ood_shift": {"source": "fashion_mnist", "path": str(fashion)}})
+    assert splits["ood_shift"].predictor == fam.predictor  # a learner trained on one runs on the other
+    b_id, b_ood = (f.sample(3, 20, 10, seed=0) for f in splits.values())
+    assert b_id.x_train.shape == b_ood.x_train.shape == (3, 20, 36)
+    assert not torch.allclose(b_id.x_train, b_ood.x_train)
+    assert len(fam.pool().x) == 400  # train and t10k files together
+    with pytest.raises(ConfigError, match="downscale: expected a divisor of the mnist image size 12x12"):
+        fam.variant(downscale=5)
+
+
+# ---------------------------------------------------------------------------- tasks
+
+
+def test_held_out_classes_never_appear_in_id_tasks():
+    fam = make_family("image_classification", n_classes=5, dim=16, held_out_classes=[7, 8, 9])
+    splits = family_splits(fam)
+    assert set(splits) == {"id", "ood_classes", "ood_shift"}
+    held = torch.tensor([7, 8, 9])
+    for name in ("id", "ood_shift"):
+        cls, _, _ = dataset_classes(splits[name], 200, 64, 16)
+        assert not torch.isin(cls, held).any(), name
+    cls, labels, _ = dataset_classes(splits["ood_classes"], 200, 64, 16)
+    for t in range(200):  # every ood task holds all three held-out classes and two seen ones
+        task = set(cls[t].tolist())
+        assert {7, 8, 9} <= task and len(task - {7, 8, 9}) <= 2
+    with pytest.raises(ConfigError, match="n_classes: expected at most the 7 seen classes"):
+        fam.variant(n_classes=8)
+    with pytest.raises(ConfigError, match="held_out_classes: expected classes of the digits data"):
+        fam.variant(held_out_classes=[10])
+
+
+def test_labels_are_permuted_per_task_and_seeded():
+    fam = make_family("image_classification", n_classes=3, held_out_classes=[3, 4, 5, 6, 7, 8, 9])
+    cls, labels, _ = dataset_classes(fam, 100, 40, 20)
+    mappings = set()
+    for t in range(100):  # within a task, a label is one class and a class one label
+        pairs = set(zip(labels[t].tolist(), cls[t].tolist()))
+        assert len(pairs) == len({lab for lab, _ in pairs}) == len({c for _, c in pairs})
+        mappings.add(tuple(sorted(pairs)))
+    assert len(mappings) == 6  # the same three classes, all 3! label orders
+    a, b, c = (fam.sample(8, 32, 16, seed=s) for s in (1, 1, 2))
+    for name, value in a.state_dict().items():
+        torch.testing.assert_close(value, getattr(b, name))
+    assert not torch.equal(a.x_train, c.x_train) and not torch.equal(a.y_train, c.y_train)
+    assert not torch.equal(a.x_train[0], a.x_train[1])  # tasks differ within a batch
+
+
+def test_train_and_valid_points_are_disjoint_when_the_pool_allows():
+    fam = make_family("image_classification", n_classes=5)
+    _, _, index = dataset_classes(fam, 16, 200, 50)
+    for t in range(16):
+        valid, train = index[t, :50].tolist(), index[t, 50:].tolist()
+        assert len(set(valid)) == 50 and len(set(train)) == 200 and not set(valid) & set(train)
+    _, _, index = dataset_classes(fam, 16, 1500, 100)  # more than the ~900 images of 5 classes
+    for t in range(16):
+        valid, train = index[t, :100].tolist(), index[t, 100:].tolist()
+        assert len(set(valid)) == 100 and not set(valid) & set(train)
+
+
+def test_batch_semantics_bank_and_checkpoint_round_trip(tmp_path):
+    fam = make_family("image_classification", n_classes=4, dim=10, held_out_classes=[0])
+    b = fam.sample(5, 12, 6, seed=0)
+    assert b.x_train.shape == (5, 12, 10) and b.y_train.shape == (5, 12, 4) and b.x_valid.shape == (5, 6, 10)
+    assert torch.equal(b.f_valid, b.y_valid) and b.y_train.sum(-1).eq(1).all()  # no teacher: truth = labels
+    assert b.theta.shape == (5, 0, fam.predictor.token_dim)
+    assert set(fam.metrics(torch.zeros(5, 6, 4), b.y_valid, b.f_valid)) == {"error_rate", "nll"}
+    save_bank(tmp_path / "bank.pt", {"id": b})
+    torch.testing.assert_close(load_bank(tmp_path / "bank.pt")["id"].x_valid, b.x_valid)
+    params = json.loads(json.dumps(fam.params()))  # as a learner checkpoint stores it
+    assert make_family(params.pop("kind"), **params) == fam
+    x = b.x_train.reshape(-1, 10)
+    assert abs(x.mean()) < 0.2 and 0.5 < x.std() < 1.5  # standardized, then projected
+
+
+def test_rotation_and_noise_shift_the_inputs():
+    fam = make_family("image_classification", n_classes=5)
+    clean, rotated, noised = fam.pool().x, fam.variant(rotate=45.0).pool().x, fam.variant(input_noise=1.0).pool().x
+    assert clean.shape == rotated.shape == noised.shape == (1797, 64)
+    assert (rotated - clean).pow(2).mean() > 0.3
+    torch.testing.assert_close((noised - clean).std(), torch.tensor(1.0), atol=0.05, rtol=0)
+    with pytest.raises(ConfigError, match="rotate: expected degrees"):
+        fam.variant(rotate=1000.0)
+
+
+def test_sampling_is_fast():
+    fam = make_family("image_classification", n_classes=5, dim=16)
+    fam.sample(2, 8, 8, seed=0)  # builds the pool
+    start = time.perf_counter()
+    b = fam.sample(128, 1024, 64, seed=1)
+    assert time.perf_counter() - start < 2.0  # about 0.1 s measured on one CPU thread
+    assert b.x_train.shape == (128, 1024, 16)
+
+
+# ---------------------------------------------------------------------------- embeddings
+
+
+def test_embeddings_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 3, (6, 20))
+    y = np.repeat(np.arange(6) * 10, 40)  # any integer labels
+    x = (centers[y // 10] + rng.normal(0, 1, (240, 20))).astype(np.float32)
+    path = tmp_path / "emb.npz"
+    np.savez(path, x=x, y=y)
+    fam = make_family("image_classification", source="embeddings", path=str(path), n_classes=3,
+                      held_out_classes=[40, 50])
+    assert fam.dim == 20 and set(family_splits(fam)) == {"id", "ood_classes", "ood_shift"}
+    assert family_splits(fam)["ood_shift"].input_noise == 1.0
+    tasks = fam.sample(16, 64, 32, seed=0)
+    rec = rollout(reference_learner("knn", fam, "emb", {"knn": {"k": 5}}), fam, tasks, batch_size=64, steps="last")
+    assert {r["metric"]: r["value"] for r in rec}["error_rate"] < 0.1  # well separated clusters
+    cls, _, _ = dataset_classes(fam, 50, 10, 10)
+    assert not torch.isin(cls, torch.tensor([40, 50])).any()
+    with pytest.raises(ConfigError, match="downscale: expected 1 for source 'embeddings'"):
+        fam.variant(downscale=2)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"x": np.zeros((4, 3)), "labels": np.zeros(4, int)}, "holds arrays \\['labels', 'x'\\]"),
+    ({"x": np.zeros(4), "y": np.zeros(4, int)}, "x has shape \\(4,\\)"),
+    ({"x": np.zeros((4, 3)), "y": np.zeros(4)}, "y has shape \\(4,\\) \\(float64\\)"),
+    ({"x": np.zeros((4, 3)), "y": np.zeros(5, int)}, "y has shape \\(5,\\)"),
+    ({"x": np.full((4, 3), np.nan), "y": np.zeros(4, int)}, "non-finite"),
+])
+def test_malformed_npz_names_the_path(tmp_path, arrays, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(ConfigError, match=message) as err:
+        make_family("image_classification", source="embeddings", path=str(path))
+    assert str(path) in str(err.value) and "expected an .npz file with arrays x" in str(err.value)
+    path.write_bytes(b"not a zip")
+    with pytest.raises(ConfigError, match="cannot read it"):
+        ImageClassificationTasks(source="embeddings", path=str(path))
+    with pytest.raises(ConfigError, match="file .*missing.npz not found"):
+        ImageClassificationTasks(source="embeddings", path=str(tmp_path / "missing.npz"))
+
+
+# ---------------------------------------------------------------------------- references
+
+
+def test_references_on_digits_are_far_below_chance():
+    """5-way digits (chance 0.8), dim 16, 32 tasks, n = 128 train points. Measured error rates:
+    id MAP 0.12, kNN 0.12, SGD 0.17, Adam 0.18; ood_classes MAP 0.19, kNN 0.21, SGD 0.25, Adam 0.26."""
+    fam = make_family("image_classification", n_classes=5, dim=16, held_out_classes=[7, 8, 9])
+    splits = family_splits(fam)
+    refs = {"sgd": {"lr": {"digits": 1.0}}, "adam": {"lr": {"digits": 0.1}}, "knn": {"k": 8}}
+    errors = {}
+    for split in ("id", "ood_classes"):
+        f = splits[split]
+        tasks = f.sample(32, 128, 64, seed=3)
+        for name in ("map", "knn", "sgd", "adam"):
+            learner = reference_learner(name, f, "digits", refs)
+            batch = 128 if name in ("map", "knn") else 16
+            rec = rollout(learner, f, tasks, batch_size=batch, steps="last")
+            errors[split, name] = {r["metric"]: r["value"] for r in rec}["error_rate"]
+    assert all(e < 0.35 for e in errors.values()), errors
+    assert errors["id", "map"] < 0.2 and errors["id", "knn"] < 0.2, errors
