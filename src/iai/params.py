@@ -28,6 +28,11 @@ def schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
+# family kinds without a known predictor f(x, theta) (iai.core.tasks.IMPLICIT_FAMILIES): the sgd and
+# adam references do not apply to them, so they need no learning rate
+IMPLICIT_ONLY_KINDS = ("causal_order", "mixture_generation", "image_generation")
+
+
 def reference_names() -> tuple[str, ...]:
     """The reference learners a params file may name (the schema's list is the one place they are listed)."""
     return tuple(schema()["properties"]["references"]["properties"]["learners"]["items"]["enum"])
@@ -147,7 +152,8 @@ def _cross_check(raw: dict, source: str, learning_rates: bool = True) -> None:
     for opt in ("sgd", "adam"):
         if learning_rates and opt in raw["references"]["learners"]:
             lrs = raw["references"].get(opt, {}).get("lr", {})
-            missing = sorted(set(families) - set(lrs))
+            missing = sorted(name for name, spec in families.items()
+                             if name not in lrs and spec["kind"] not in IMPLICIT_ONLY_KINDS)
             if missing:
                 raise ConfigError(f"{source}: references.{opt}.lr: no learning rate for famil"
                                   f"{'y' if len(missing) == 1 else 'ies'} {missing} (run `iai tune-lr`)")

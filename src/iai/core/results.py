@@ -20,8 +20,10 @@ batch_size     mini-batch size B of the rollout (for one-shot: the context it re
 n_train        dataset size n the learner was given
 step           steps taken so far (1 .. ceil(n/B) * epochs)
 n_seen         points read so far, repeats included
-metric         ``mse``, ``excess_risk`` (regression), ``error_rate``, ``nll`` (classification), or
-               the cost metrics ``wall_time_s``, ``peak_memory_mb``
+metric         ``mse``, ``excess_risk`` (regression), ``error_rate``, ``nll`` (classification),
+               ``edge_accuracy``, ``valid_order`` (topological order; higher is better),
+               ``mmd``, ``sample_nll``, ``cfm_loss`` (generation), or the cost metrics
+               ``wall_time_s``, ``peak_memory_mb``
 value          mean over tasks
 sem            standard error of the mean over tasks (NaN where not defined)
 n_tasks        tasks averaged
@@ -44,9 +46,11 @@ KEY = ["family", "split", "learner", "mode", "context", "n_train", "step", "metr
 REGIMES = ("parametric", "implicit", "explicit", "classical", "exact")
 MODES = ("iterative", "one_shot")
 CONTEXTS = ("all", "capped")
-QUALITY_METRICS = ("mse", "excess_risk", "error_rate", "nll")
+QUALITY_METRICS = ("mse", "excess_risk", "error_rate", "nll", "edge_accuracy", "valid_order", "mmd", "sample_nll",
+                   "cfm_loss")
 COST_METRICS = ("wall_time_s", "peak_memory_mb")
 METRICS = QUALITY_METRICS + COST_METRICS
+HIGHER_IS_BETTER = ("edge_accuracy", "valid_order")  # every other metric is lower-is-better
 
 
 def validate(df: pd.DataFrame, source: str = "results table", known_learners: Iterable[str] | None = None) -> pd.DataFrame:

@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from iai.core.tasks import TaskFamily, make_family
+from iai.core.tasks import CausalOrderTasks, GenerationFamily, TaskFamily, make_family
 from iai.utils import ConfigError, torch_load, torch_save
 from iai.core.learners.backbone import LearnerConfig, ModelConfig
 from iai.core.learners.explicit import ExplicitLearner
+from iai.core.learners.flow import FlowLearner
 from iai.core.learners.implicit import ImplicitLearner
+from iai.core.learners.order import OrderLearner
 from iai.core.learners.parametric import ParametricLearner
 
 if TYPE_CHECKING:
@@ -33,6 +35,19 @@ if TYPE_CHECKING:
 
 CHECKPOINT_FORMAT = "iai-learner-1"
 _CLASSES = {"parametric": ParametricLearner, "implicit": ImplicitLearner, "explicit": ExplicitLearner}
+# implicit-only families have their own implicit learner (no known predictor, so no other regime)
+_IMPLICIT_ONLY = ((CausalOrderTasks, OrderLearner), (GenerationFamily, FlowLearner))
+
+
+def learner_class(regime: str, family: TaskFamily, where: str = "run") -> type[nn.Module]:
+    """The learner class of a regime on a family (the order and flow learners for their families)."""
+    for fam_cls, learner_cls in _IMPLICIT_ONLY:
+        if isinstance(family, fam_cls):
+            if regime != "implicit":
+                raise ConfigError(f"{where}.regime: the {family.kind} family has no known predictor, so only the "
+                                  f"implicit regime applies; got {regime!r}")
+            return learner_cls
+    return _CLASSES[regime]
 
 
 def _sizes(train: dict[str, Any], where: str) -> tuple[int, int]:
@@ -61,7 +76,7 @@ def _build(config: dict[str, Any], family: TaskFamily, seed: int) -> nn.Module:
     batch_size, context_size = _sizes(config["train"], where)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        learner = _CLASSES[cfg.regime](config["name"], family, cfg, model, batch_size, context_size)
+        learner = learner_class(cfg.regime, family, where)(config["name"], family, cfg, model, batch_size, context_size)
     learner.config = config
     return learner
 
@@ -73,8 +88,14 @@ def build_learner(run: "RunSpec", family: TaskFamily, seed: int = 0) -> nn.Modul
 
 def _same_structure(a: TaskFamily, b: TaskFamily) -> bool:
     """Whether a learner trained on ``a`` can run on ``b`` (same kind, same predictor shapes; noise,
-    prior and input scale may differ: that is what out-of-distribution splits change)."""
-    return a.kind == b.kind and a.predictor == b.predictor
+    prior and input scale may differ: that is what out-of-distribution splits change). Families without
+    a predictor say what a learner's shapes depend on by ``structure()`` (order: nothing, so any graph
+    size; generation: the dimension)."""
+    if a.kind != b.kind:
+        return False
+    if hasattr(a, "structure"):
+        return a.structure() == b.structure()
+    return a.predictor == b.predictor
 
 
 def save_learner(path: str | Path, learner: nn.Module) -> None:
@@ -113,8 +134,8 @@ def load_learner(path: str | Path, family: TaskFamily | None = None, device: str
     return learner.to(device).eval()
 
 
-__all__ = ["CHECKPOINT_FORMAT", "ExplicitLearner", "ImplicitLearner", "LearnerConfig", "ModelConfig",
-           "ParametricLearner", "build_learner", "load_learner", "read_checkpoint", "run_config", "save_learner"]
+__all__ = ["CHECKPOINT_FORMAT", "ExplicitLearner", "FlowLearner", "ImplicitLearner", "LearnerConfig", "ModelConfig",
+           "OrderLearner", "ParametricLearner", "learner_class", "build_learner", "load_learner", "read_checkpoint", "run_config", "save_learner"]
 
 
 def describe(learner) -> dict:

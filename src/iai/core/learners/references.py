@@ -2,7 +2,11 @@
 
 Which references apply depends on the family: ``bayes`` and ``ols`` need the linear-Gaussian model,
 ``map`` needs a known predictor with a Gaussian prior (every family here has one), ``sgd``,
-``adam`` and ``knn`` apply everywhere. Their learning rates come from the params (``iai tune-lr``).
+``adam`` and ``knn`` apply to every family with a known predictor. Their learning rates come from
+the params (``iai tune-lr``). The implicit-only families have references of their own and no
+others: ``random_order``, ``var_sort`` and ``sink_search`` for the topological order
+(:mod:`iai.core.learners.order`), ``true_samples`` (the MMD floor) for generation
+(:mod:`iai.core.learners.flow`).
 """
 
 from __future__ import annotations
@@ -10,15 +14,25 @@ from __future__ import annotations
 from iai.core.learners.base import Learner
 from iai.core.learners.classical import GradientLearner
 from iai.core.learners.exact import ConjugateLinearRegression, KNNLearner, MAPLearner
-from iai.core.tasks import LinearRegressionTasks, TaskFamily
+from iai.core.learners.flow import TrueSamplesLearner
+from iai.core.learners.order import RandomOrderLearner, SinkSearchLearner, VarSortLearner
+from iai.core.tasks import CausalOrderTasks, GenerationFamily, LinearRegressionTasks, TaskFamily
 from iai.params import reference_names
 from iai.utils import ConfigError
 
 REFERENCE_NAMES = reference_names()
+ORDER_REFERENCES = ("random_order", "var_sort", "sink_search")
+GENERATION_REFERENCES = ("true_samples",)
 
 
 def applies(name: str, family: TaskFamily) -> bool:
     """Whether reference ``name`` is defined for ``family``."""
+    if isinstance(family, CausalOrderTasks):
+        return name in ORDER_REFERENCES
+    if isinstance(family, GenerationFamily):
+        return name in GENERATION_REFERENCES
+    if name in ORDER_REFERENCES + GENERATION_REFERENCES:
+        return False
     if name in ("bayes", "ols"):
         return isinstance(family, LinearRegressionTasks) and (name == "ols" or family.noise_std > 0)
     return name in REFERENCE_NAMES
@@ -34,6 +48,14 @@ def reference_learner(name: str, family: TaskFamily, family_name: str, reference
         return ConjugateLinearRegression.least_squares(family)
     if name == "map":
         return MAPLearner(family)
+    if name == "random_order":
+        return RandomOrderLearner(seed)
+    if name == "var_sort":
+        return VarSortLearner()
+    if name == "sink_search":
+        return SinkSearchLearner()
+    if name == "true_samples":
+        return TrueSamplesLearner(family, seed)
     if name == "knn":
         return KNNLearner(family, k=references.get("knn", {}).get("k", 8))
     opts = references.get(name, {})

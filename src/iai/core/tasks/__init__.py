@@ -13,7 +13,9 @@ from typing import Any
 
 from iai.utils import ConfigError
 from iai.core.tasks.base import ClassificationFamily, RegressionFamily, TaskBatch, TaskFamily
+from iai.core.tasks.causal import CausalOrderTasks
 from iai.core.tasks.classification import LinearClassificationTasks, NonlinearClassificationTasks
+from iai.core.tasks.generation import GenerationFamily, ImageGenerationTasks, MixtureGenerationTasks
 from iai.core.tasks.images import ImageClassificationTasks
 from iai.core.tasks.regression import LinearRegressionTasks, NonlinearRegressionTasks
 
@@ -25,7 +27,13 @@ FAMILIES: dict[str, type[TaskFamily]] = {
 }
 # families over real data (iai.core.tasks.images): no teacher, f_valid = the observed labels, theta empty
 DATA_FAMILIES: dict[str, type[TaskFamily]] = {cls.kind: cls for cls in (ImageClassificationTasks,)}
-ALL_FAMILIES: dict[str, type[TaskFamily]] = {**FAMILIES, **DATA_FAMILIES}
+# implicit-only families (iai.core.tasks.causal, iai.core.tasks.generation): no known predictor f(x, theta),
+# so neither the parametric/explicit regimes nor the sgd/adam/map/knn references apply; their own
+# learners (iai.core.learners.order, iai.core.learners.flow) and references do
+IMPLICIT_FAMILIES: dict[str, type[TaskFamily]] = {
+    cls.kind: cls for cls in (CausalOrderTasks, MixtureGenerationTasks, ImageGenerationTasks)
+}
+ALL_FAMILIES: dict[str, type[TaskFamily]] = {**FAMILIES, **DATA_FAMILIES, **IMPLICIT_FAMILIES}
 
 
 def make_family(kind: str, **options: Any) -> TaskFamily:
@@ -51,7 +59,8 @@ def family_splits(family: TaskFamily, splits: dict[str, dict[str, Any]] | None =
     return {name: family.variant(**overrides) for name, overrides in specs.items()}
 
 
-__all__ = ["ALL_FAMILIES", "DATA_FAMILIES", "FAMILIES", "ClassificationFamily", "ImageClassificationTasks",
+__all__ = ["ALL_FAMILIES", "CausalOrderTasks", "DATA_FAMILIES", "FAMILIES", "GenerationFamily", "IMPLICIT_FAMILIES",
+           "ClassificationFamily", "ImageClassificationTasks", "ImageGenerationTasks", "MixtureGenerationTasks",
            "LinearClassificationTasks", "LinearRegressionTasks",
            "NonlinearClassificationTasks", "NonlinearRegressionTasks", "RegressionFamily", "TaskBatch",
            "TaskFamily", "family_splits", "make_family"]
