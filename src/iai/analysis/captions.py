@@ -3,13 +3,16 @@ and the report shows. Kept apart from the drawing code so the report needs no ma
 
 FIGURES = {
     "error_vs_n.png": "Error against dataset size n (split id, each learner at its final step), per family, with "
-                      "the exact reference (black dashed) and the one-shot learners' training context (grey "
-                      "dotted line). Shaded bands (+-1 standard error over tasks) in panels with few lines.",
+                      "the reference (black dashed: Bayes or MAP; sink search for the topological order, whose "
+                      "edge accuracy is higher-is-better; the true samples, the MMD floor, for generation, whose "
+                      "MMD² axis is linear since it can be below 0) and the one-shot learners' training context "
+                      "(grey dotted line). Shaded bands (+-1 standard error over tasks) in panels with few lines.",
     "error_vs_steps.png": "Error against refinement steps at the largest n, per family and regime (split id): "
-                          "learned iterative learners, the exact reference fed the same mini-batches, the one-shot "
+                          "learned iterative learners, the reference fed the same mini-batches, the one-shot "
                           "learners (horizontal lines) and the number of steps trained (grey dotted line).",
-    "id_vs_ood.png": "In- against out-of-distribution: every learner's error at the largest n (final step) in "
-                     "each split, +-1 standard error; an arrow marks a value beyond the axis.",
+    "id_vs_ood.png": "In- against out-of-distribution: every learner's primary metric at the largest n (final step) "
+                     "in each split, +-1 standard error (edge accuracy: higher is better; the others lower); an "
+                     "arrow marks a value beyond the axis.",
     "signal_vs_dim.png": "Input signal of the parametric learner (observations vs gradients vs both) across input "
                          "dimensions d, split id, final step; regression as a ratio to the Bayes excess risk "
                          "or classification as the error rate above MAP's (no error bands on these: learner and reference share tasks).",

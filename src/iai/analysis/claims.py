@@ -7,14 +7,21 @@ written out for the report. Nothing here is written by hand: change the table, t
 
 Shared conventions (see :func:`compare`):
 
-- Quality is the family's *primary metric*: ``excess_risk`` for regression, ``error_rate`` for
-  classification (lower is better), taken at the learner's *final step* at a given n, unless a
-  claim says otherwise. "The largest n" is the largest n the compared rows share.
+- Quality is the family's *primary metric* (:func:`iai.analysis.selection.primary_metric`):
+  ``excess_risk`` for regression, ``error_rate`` for classification, ``mmd`` for generation
+  (lower is better), ``edge_accuracy`` for the topological order (*higher* is better), taken at the
+  learner's *final step* at a given n, unless a claim says otherwise. "The largest n" is the
+  largest n the compared rows share.
 - Learned learners are compared in their Markovian form (``history == 0``) and, unless stated,
-  iterative mode. Several learners of one variant in one family: the best (lowest) one counts.
-- A beats B when B - A > ``z`` standard errors of the difference, sqrt(sem_A^2 + sem_B^2)
-  (``z = 2`` by default; a NaN sem counts as 0). A comparison is a *win*, a *tie* or a *loss*.
+  iterative mode. Several learners of one variant in one family: the best one counts.
+- A beats B when A is better than B (lower, or higher for a higher-is-better metric) by more than
+  ``z`` standard errors of the difference, sqrt(sem_A^2 + sem_B^2) (``z = 2`` by default; a NaN
+  sem counts as 0). A comparison is a *win*, a *tie* or a *loss*.
 - A set of comparisons *holds* when wins are more than half and there is no loss.
+- Claim 1 (more steps) covers every family, the implicit-only ones (order, generation) included in
+  the implicit regime's rows. Claims 2 to 6 concern the prediction families (regression,
+  classification) only: the rows of the implicit-only families are dropped before they are tested
+  (:func:`iai.analysis.selection.prediction`).
 """
 
 from __future__ import annotations
@@ -24,19 +31,25 @@ import math
 import numpy as np
 import pandas as pd
 
-from iai.analysis.selection import LEARNED, best_of, final_step, learned, loglog_slope, quality, tag
+from iai.analysis.selection import (LEARNED, best_of, better_sign, final_step, learned, loglog_slope, prediction,
+                                    quality, tag)
 
 VERDICTS = ("reproduced", "not reproduced", "not measured")
 
 
+ONLY = " Prediction families only (regression, classification; not the order or generation families)."
+MARGIN = "A's margin / SE"  # (B - A) / SE, or (A - B) / SE for a higher-is-better metric
+
+
 def compare(a: pd.Series, b: pd.Series, z: float = 2.0) -> dict:
-    """Is A lower than B by more than z standard errors? -> a flat record for the report."""
+    """Is A better than B (lower, or higher for a higher-is-better metric such as edge_accuracy) by
+    more than z standard errors? -> a flat record for the report."""
     se = math.sqrt(np.nansum([a["sem"] ** 2, b["sem"] ** 2]))
-    diff = b["value"] - a["value"]
+    diff = (b["value"] - a["value"]) * better_sign(str(a["metric"]))
     score = diff / se if se > 0 else math.copysign(math.inf, diff) if diff else 0.0
     outcome = "win" if score > z else "loss" if score < -z else "tie"
     return {"A": a["label"], "value A": a["value"], "B": b["label"], "value B": b["value"],
-            "(B-A)/SE": score, "outcome": outcome}
+            "metric": a["metric"], MARGIN: score, "outcome": outcome}
 
 
 def holds(records: list[dict]) -> bool:
@@ -89,6 +102,8 @@ def claim_more_steps(df: pd.DataFrame, z: float = 2.0) -> dict:
     regime, signal and state is present with context 'capped' (its training context): the
     iterative learner's final step beats it at their largest common n, in every split.
     Reproduced when (a) holds in every regime measured, and (b) holds where measured.
+    Every family counts, the implicit-only ones (order: edge accuracy, higher is better; generation:
+    MMD) in the implicit regime's rows.
     """
     q = tag(quality(df), lambda d: d.learner + " step " + d.step.astype(str))
     it = learned(q)
@@ -109,7 +124,8 @@ def claim_more_steps(df: pd.DataFrame, z: float = 2.0) -> dict:
                       "iterative (final step) vs one-shot (capped)")
     test = ("(a) each learned iterative learner, each split, at the largest n with more than one step: "
             f"final step vs step 1; (b) iterative final step vs one-shot [capped] of the same regime/signal/"
-            f"state at the largest common n, each split. 'Win' = lower by > {z:g} SE. Reproduced when, in every "
+            f"state at the largest common n, each split, every family. 'Win' = better (lower; higher for edge_accuracy) "
+            f"by > {z:g} SE. Reproduced when, in every "
             "regime measured, (a) has more wins than half and no loss, and (b) likewise where measured.")
     title = "More refinement steps improve results, in- and out-of-distribution, in all three regimes"
     if not steps:
@@ -135,7 +151,7 @@ def claim_signal(df: pd.DataFrame, z: float = 2.0) -> dict:
     grad and both beats obs. Reproduced when (a) and (b) each have more wins than half and no loss.
     'Both is best' (lowest of the three) is counted over every (family, n) and reported, not judged.
     """
-    q = tag(final_step(learned(quality(df))), lambda d: d.learner + " (d=" + d.dim.astype(str) + ")")
+    q = tag(final_step(learned(quality(prediction(df)))), lambda d: d.learner + " (d=" + d.dim.astype(str) + ")")
     p = q[(q.regime == "parametric") & q.signal.isin(["obs", "grad", "both"]) & (q.split == "id")]
     p = best_of(p, ["family", "signal", "n_train"])
     low, high, both_best, cells = [], [], 0, 0
@@ -163,7 +179,7 @@ def claim_signal(df: pd.DataFrame, z: float = 2.0) -> dict:
                 both_best += gc.loc[gc.value.idxmin(), "signal"] == "both"
     test = ("Parametric iterative learners, split id, final step, per family kind with >= 2 input dims d: "
             f"(a) lowest d, largest n: obs vs grad; (b) highest d, smallest n: best of grad/both vs obs. "
-            f"'Win' = lower by > {z:g} SE. Reproduced when (a) and (b) each have more wins than half and no loss.")
+            f"'Win' = lower by > {z:g} SE. Reproduced when (a) and (b) each have more wins than half and no loss." + ONLY)
     title = "Observations beat gradients in low dimension; gradients help in high dimension or with few points"
     if not low or not high:
         return _result("2", title, test, "not measured", low + high,
@@ -176,7 +192,7 @@ def claim_signal(df: pd.DataFrame, z: float = 2.0) -> dict:
 
 
 def _matched(df: pd.DataFrame, z: float, on: list[str], a_sel, b_sel, where: str) -> list[dict]:
-    q = tag(final_step(learned(quality(df))))
+    q = tag(final_step(learned(quality(prediction(df)))))
     return _pairs(best_of(q[a_sel(q)], on + ["split", "n_train"]), best_of(q[b_sel(q)], on + ["split", "n_train"]),
                   on, z, where)
 
@@ -192,7 +208,7 @@ def claim_parametric_explicit(df: pd.DataFrame, z: float = 2.0) -> dict:
                     lambda q: q.regime == "explicit", "parametric vs explicit, matched signal")
     test = (f"Parametric vs explicit iterative learners with the same family and signal, final step, largest "
             f"common n, every split. 'Win' = parametric lower by > {z:g} SE. Reproduced when wins are more "
-            "than half and there is no loss.")
+            "than half and there is no loss." + ONLY)
     title = "Parametric beats explicit"
     if not recs:
         return _result("3", title, test, "not measured", [], "no parametric and explicit learners with a common signal")
@@ -209,16 +225,16 @@ def claim_history(df: pd.DataFrame, z: float = 2.0, tolerance: float = 0.10) -> 
     Reproduced when it helps in no comparison. (A window that hurts is consistent with the claim
     and is reported as a change.)
     """
-    q = tag(final_step(quality(df)))
+    q = tag(final_step(quality(prediction(df))))
     hist, base = learned(q, history=True), learned(q)
     recs = _pairs(hist, base, ["family", "regime", "signal", "state"], z, "history window vs Markovian")
     for r in recs:
-        rel = (r["value A"] - r["value B"]) / r["value B"] if r["value B"] else math.nan
+        rel = (r["value A"] - r["value B"]) / r["value B"] if r["value B"] else math.nan  # lower is better here
         r["relative change (%)"] = 100 * rel
         r["helps"] = bool(r["outcome"] == "win" and rel < -tolerance)
     test = (f"History > 0 learners vs the Markovian learner with the same family/regime/signal/state, final "
             f"step, largest common n, every split. 'Helps' = lower by > {z:g} SE and by > {tolerance:.0%}. "
-            "Reproduced when the window helps in no comparison.")
+            "Reproduced when the window helps in no comparison." + ONLY)
     title = "A history window barely helps"
     if not recs:
         return _result("4", title, test, "not measured", [], "no learner with a history window and its Markovian twin")
@@ -241,7 +257,7 @@ def claim_logits(df: pd.DataFrame, z: float = 2.0) -> dict:
                          lambda q, o=other: (q.regime == "implicit") & (q.state == o), f"logits vs {other}")
     test = (f"Implicit iterative learners: state logits vs probs and vs hidden, same family, final step, largest "
             f"common n, every split. 'Win' = logits lower by > {z:g} SE. Reproduced when wins are more than half "
-            "and there is no loss.")
+            "and there is no loss." + ONLY)
     title = "Logits are the best implicit state"
     if not recs:
         return _result("5", title, test, "not measured", [], "no implicit learner with state logits and another state")
@@ -274,6 +290,7 @@ def claim_cost(df: pd.DataFrame, factor: float = 3.0, slope_tol: float = 0.3) ->
     A pair passes when K/factor <= R <= K*factor, or when the fitted log-log slopes of wall time
     against n are within ``slope_tol`` of 2 (one-shot) and 1 (iterative). Reproduced when all pass.
     """
+    df = prediction(df)
     c = final_step(df[(df.split == "id") & df.regime.isin(LEARNED) & df.metric.isin(["wall_time_s", "peak_memory_mb"])])
     it, os_ = c[c["mode"] == "iterative"], c[(c["mode"] == "one_shot") & (c.context == "all")]
     recs = []
@@ -286,7 +303,7 @@ def claim_cost(df: pd.DataFrame, factor: float = 3.0, slope_tol: float = 0.3) ->
             f"largest common n: time ratio R = t_one_shot / t_iterative against K = n/B (memory ratio likewise, "
             f"reported only). Passes when K/{factor:g} <= R <= "
             f"{factor:g}K, or when the log-log slopes of time against n are 2 +- {slope_tol:g} (one-shot) and "
-            f"1 +- {slope_tol:g} (iterative). Reproduced when every pair passes.")
+            f"1 +- {slope_tol:g} (iterative). Reproduced when every pair passes." + ONLY)
     title = "Iterating is about K times cheaper than one shot over the same data"
     if not recs:
         return _result("6", title, test, "not measured", [], "no wall-time rows for an iterative learner and its one-shot twin")

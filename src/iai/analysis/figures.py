@@ -23,10 +23,11 @@ import seaborn as sns
 
 from iai.analysis.captions import FIGURES
 from iai.core import results
-from iai.analysis.plotting import (LOG_METRICS, METRIC_LABELS, N_LABEL, REFERENCE_STYLE, clip_range, grid, learner_styles,
-                       legend, lines, log2_axis, not_measured, panel_title, plain, plt, readable_log_ticks, save, vline,
-                       y_axis)
-from iai.analysis.selection import LEARNED, known_learners, final_step, learned, loglog_slope, quality, reference, tag, training_context
+from iai.analysis.plotting import (LOG_METRICS, METRIC_LABELS, N_LABEL, REFERENCE_STYLE, clip_range, grid,
+                                   learner_styles, legend, lines, log2_axis, log_safe, not_measured, panel_title, plain,
+                                   plt, readable_log_ticks, save, symlog, vline, y_axis)
+from iai.analysis.selection import (LEARNED, final_step, higher_is_better, known_learners, learned, loglog_slope, quality,
+                                    reference, tag, training_context)
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,15 @@ SIGNAL_STYLES = {"obs": dict(color="#1f77b4", marker="o", order=(0,)), "grad": d
 
 
 def relative(g: pd.DataFrame, ref: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """A ``plot`` column against the exact reference at the same (family, split, n): regression as
+    """A ``plot`` column against the reference at the same (family, split, n): regression as
     value / Bayes excess risk (metric "ratio"), classification as error rate - MAP error rate
-    ("excess_error"); the value itself where there is no reference."""
+    ("excess_error"), the topological order as edge accuracy - sink search's ("edge_gap", higher is
+    better), generation as MMD² - the true samples' MMD² ("excess_mmd", the floor at 0; a difference,
+    since the floor itself is about 0 and may be negative); the value itself where there is no reference."""
     g = g.copy()
     metric = g.metric.iloc[0] if not g.empty else ""
-    how = {("bayes", "excess_risk"): "ratio", ("map", "error_rate"): "excess_error"}
+    how = {("bayes", "excess_risk"): "ratio", ("map", "error_rate"): "excess_error",
+           ("sink_search", "edge_accuracy"): "edge_gap", ("true_samples", "mmd"): "excess_mmd"}
     kind = how.get((ref.learner.iloc[0], metric)) if not ref.empty and ref.learner.nunique() == 1 else None
     if kind is None:
         g["plot"] = g["value"]
@@ -49,6 +53,13 @@ def relative(g: pd.DataFrame, ref: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     base = base.reindex(pd.MultiIndex.from_frame(g[["family", "split", "n_train"]])).to_numpy()
     g["plot"] = g["value"] / base if kind == "ratio" else g["value"] - base
     return g[np.isfinite(g["plot"])], kind
+
+
+def _what(q: pd.DataFrame) -> str:
+    """What the panels' y axes show: error, or error and (for the order families) accuracy."""
+    up = any(higher_is_better(m) for m in set(q.metric))
+    return ("Error (↓ better) or edge accuracy (↑ better)" if up and not q.metric.map(higher_is_better).all()
+            else "Edge accuracy (↑ better)" if up else "Error")
 
 
 def fig_error_vs_n(df: pd.DataFrame, styles: dict, contexts: dict):
@@ -66,7 +77,7 @@ def fig_error_vs_n(df: pd.DataFrame, styles: dict, contexts: dict):
         vline(ax, contexts.get(fam), f"training context {contexts.get(fam)}")
         ax.set(title=panel_title(q, fam), xlabel=N_LABEL)
     legend(fig, axes, styles)
-    fig.suptitle("Error against dataset size (split id, final step)", weight="bold")
+    fig.suptitle(f"{_what(q)} against dataset size (split id, final step)", weight="bold")
     return fig
 
 
@@ -97,14 +108,14 @@ def fig_error_vs_steps(df: pd.DataFrame, styles: dict, contexts: dict):
         vline(ax, k / bsize if k else None, f"trained steps {k // bsize}" if k else "")
         ax.set(title=f"{fam} · {regime}  (n = {n}, B = {bsize})", xlabel="refinement steps  [log₂]")
     legend(fig, axes, styles)
-    fig.suptitle("Error against refinement steps at the largest n (split id)", weight="bold")
+    fig.suptitle(f"{_what(it)} against refinement steps at the largest n (split id)", weight="bold")
     return fig
 
 
 def _dot_rows(ax, g: pd.DataFrame, labels: list[str], palette: dict) -> None:
     """Learners down the y axis, one dot (+-1 SE) per split; values past the axis drawn as arrows."""
     splits = [s for s in palette if s in set(g.split)]
-    log = g.metric.iloc[0] in LOG_METRICS
+    log = log_safe(g.metric.iloc[0], g.value)
     lim = clip_range(g.value, log)
     for j, split in enumerate(splits):
         s = g[g.split == split].set_index("label").reindex(labels)
@@ -120,6 +131,10 @@ def _dot_rows(ax, g: pd.DataFrame, labels: list[str], palette: dict) -> None:
     ax.set_xlabel(METRIC_LABELS.get(g.metric.iloc[0], g.metric.iloc[0]))
     if log:
         ax.set_xscale("log")
+    elif g.metric.iloc[0] in LOG_METRICS:  # a log metric with a value <= 0: symmetric log
+        symlog(ax, g.value, "x")
+    if g.metric.iloc[0] == "mmd":  # the floor: MMD² of the true distribution is 0
+        ax.axvline(0, color="0.6", lw=0.8, zorder=0)
     if lim is not None:
         ax.set_xlim(*lim)
     if log:
@@ -133,7 +148,9 @@ def fig_id_vs_ood(df: pd.DataFrame, styles: dict, contexts: dict):
     if not fams:
         return not_measured("id_vs_ood.png", "no family with an out-of-distribution split")
     splits = sorted(q.split.unique(), key=lambda s: (s != "id", s))
-    palette = dict(zip(splits, ["black"] + sns.color_palette("Set1", len(splits))[: len(splits) - 1]))
+    colors = [c for i, c in enumerate(sns.color_palette("Set1", 9)) if i != 5]  # no yellow: unreadable on white
+    colors += sns.color_palette("Dark2", 8)
+    palette = dict(zip(splits, ["black"] + [colors[i % len(colors)] for i in range(len(splits) - 1)]))
     heights = [0.3 * max(counts[f] for f in fams[i:i + 2]) + 1.3 for i in range(0, len(fams), 2)]
     fig, axes = grid(len(fams), 2, w=6.2, legend=0.6, heights=heights)
     for ax, fam in zip(axes, fams):

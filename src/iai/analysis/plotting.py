@@ -31,8 +31,17 @@ METRIC_LABELS = {"excess_risk": "excess risk E(ŷ − f)²  [y units², log]", "
                  "error_rate": "error rate  [fraction of valid points]", "nll": "NLL  [nats per point]",
                  "ratio": "excess risk ÷ Bayes excess risk  [ratio, log]",
                  "excess_error": "error rate − MAP's error rate  [fraction]",
+                 "edge_accuracy": "edge accuracy  [fraction of ordered pairs, ↑ better]",
+                 "valid_order": "valid orders  [fraction of tasks, ↑ better]",
+                 "mmd": "MMD² (unbiased, can be < 0)  [↓ better]", "sample_nll": "sample NLL  [nats per sample]",
+                 "cfm_loss": "flow-matching loss  [↓ better]",
+                 "edge_gap": "edge accuracy − sink search's  [fraction, ↑ better]",
+                 "excess_mmd": "MMD² − true samples' MMD²  [↓ better]",
                  "wall_time_s": "wall time  [s, log]", "peak_memory_mb": "peak memory  [MB, log]"}
+# log-scaled axes: only metrics that are > 0 (y_axis falls back to symlog if a value is <= 0 anyway);
+# never mmd (unbiased MMD² can be <= 0) nor a difference to a reference
 LOG_METRICS = {"excess_risk", "mse", "ratio", "wall_time_s", "peak_memory_mb"}
+FRACTION_METRICS = {"error_rate", "edge_accuracy", "valid_order"}  # in [0, 1]
 N_LABEL = "dataset size n  [points, log₂]"
 REFERENCE_STYLE = dict(color="black", marker="", ls=(0, (5, 2)), lw=2.4, zorder=4)
 MAX_BANDS = 6  # standard-error bands are drawn only in panels with at most this many lines
@@ -52,7 +61,7 @@ def learner_styles(df: pd.DataFrame) -> dict[str, dict]:
             ls = "-" if r["mode"] == "iterative" else "--" if r["context"] == "capped" else ":"
             styles[r["label"]] = dict(color=colors[i], marker=MARKERS[i % len(MARKERS)], ls=ls, lw=1.6, ms=5,
                                       order=(REGIME_ORDER.index(regime), r["label"]))
-            if regime == "exact" and r["learner"] in REFERENCE:
+            if r["learner"] in REFERENCE and r["mode"] == "iterative":  # bayes, map, sink_search, true_samples
                 styles[r["label"]].update(REFERENCE_STYLE)
     return styles
 
@@ -71,7 +80,8 @@ def lines(ax, data: pd.DataFrame, x: str, styles: dict, y: str = "value", bands:
         if len(g) == 1 and not st.get("marker"):
             st["marker"] = "o"  # a lone point needs a marker to be seen
         ax.plot(g[x], g[y], label=lab, **st)
-        sem = g["sem"].fillna(0).to_numpy() * (g[y] / g["value"]).to_numpy()
+        scale = np.ones(len(g)) if y == "value" else np.nan_to_num((g[y] / g["value"]).to_numpy(), posinf=0, neginf=0)
+        sem = g["sem"].fillna(0).to_numpy() * np.abs(scale)
         if bands and (sem > 0).any():
             ax.fill_between(g[x], g[y] - sem, g[y] + sem, color=st.get("color"), alpha=0.1, lw=0)
 
@@ -113,18 +123,39 @@ def readable_log_ticks(ax, axis: str = "y") -> None:
     target.set_minor_formatter(NullFormatter())
 
 
+def log_safe(metric: str, values) -> bool:
+    """A log axis for ``metric``: only for a metric of :data:`LOG_METRICS` whose values are all > 0."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    return metric in LOG_METRICS and bool((v > 0).all())
+
+
+def symlog(ax, values, axis: str = "y") -> None:
+    """A symmetric-log axis (linear around 0) for a log metric with values <= 0."""
+    v = np.abs(np.asarray(values, float))
+    v = v[np.isfinite(v) & (v > 0)]
+    getattr(ax, f"set_{axis}scale")("symlog", linthresh=float(np.quantile(v, 0.1)) if len(v) else 1.0)
+
+
 def y_axis(ax, metric: str, values) -> None:
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-    if metric in LOG_METRICS:
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if metric in LOG_METRICS and not log_safe(metric, v):
+        symlog(ax, v)
+    elif metric in LOG_METRICS:
         ax.set_yscale("log")
         lim = clip_range(values, True)
         if lim:
             ax.set_ylim(*lim)
         readable_log_ticks(ax)
     elif metric == "error_rate":
-        v = np.asarray(values, float)
-        v = v[np.isfinite(v)]
         ax.set_ylim(0, min(1.0, 1.1 * v.max()) if len(v) else 1.0)
+    elif metric in FRACTION_METRICS and len(v):  # accuracies: the data's range, kept inside [0, 1]
+        pad = max(0.02, 0.08 * (v.max() - v.min()))
+        ax.set_ylim(max(0.0, v.min() - pad), min(1.0, v.max() + pad))
+    elif metric in ("mmd", "excess_mmd") and len(v):  # linear; 0 (the floor) in view
+        ax.axhline(0, color="0.6", lw=0.8, zorder=0)
 
 
 def vline(ax, x: float | None, text: str) -> None:

@@ -10,7 +10,9 @@ devices, durations per stage from the stages' summary JSON files), the six claim
 measured numbers and computed verdicts (:mod:`iai.analysis.claims`), a summary table of final numbers and
 every figure of :data:`iai.analysis.captions.FIGURES` with its caption. ``metrics.json`` holds the headline
 numbers for ``dvc metrics``: per family, split id, largest n, each learner's primary metric (and
-its ratio to Bayes for regression), and the claim verdicts; sorted keys, 6 significant digits.
+its ratio to Bayes for regression; its difference to the reference for the order and generation
+families: edge accuracy - sink search's, MMD² - the true samples'), whether higher or lower is
+better, and the claim verdicts; sorted keys, 6 significant digits.
 
 A stage summary (``--stage-info``) is a JSON object as the stages write it beside their outputs:
 ``stage`` (else the file name), ``duration_s``, ``device``/``device_name`` and any other scalar
@@ -33,7 +35,7 @@ from iai.core import results
 from iai.analysis.claims import evaluate_claims
 from iai.analysis.captions import FIGURES
 from iai.analysis.report_html import page
-from iai.analysis.selection import known_learners, final_step, labels, quality, reference
+from iai.analysis.selection import PREDICTION, final_step, higher_is_better, known_learners, labels, quality, reference
 from iai.utils import ConfigError, file_sha256, write_json, write_text
 
 
@@ -78,17 +80,27 @@ def _num(v, digits: int = 6):
     return float(f"{float(v):.{digits}g}")
 
 
+RATIO_METRICS = PREDICTION  # compared with the reference as value / reference; the others as value - reference
+
+
 def final_table(df: pd.DataFrame) -> pd.DataFrame:
     """Each learner's primary metric at its family's largest n, final step, every split; with the
-    ratio to the family's exact reference in the same split."""
+    family's reference in the same split: ``ratio`` (value / reference) for the prediction metrics,
+    ``difference`` (value - reference) for the others (edge accuracy; MMD², whose floor is about 0
+    and may be negative, so a ratio means nothing), NaN where it does not apply; ``vs_reference``
+    is the one that applies."""
     q = final_step(quality(df))
     if q.empty:
-        return q.assign(label=[], ratio=[])
+        return q.assign(label=[], ratio=[], difference=[], vs_reference=[], reference=[])
     q = q[q.n_train == q.groupby("family").n_train.transform("max")].copy()
     q["label"] = labels(q)
     ref = pd.concat([reference(q, f) for f in q.family.unique()])
     base = ref.set_index(["family", "split"])["value"]
-    q["ratio"] = q["value"].to_numpy() / base.reindex(pd.MultiIndex.from_frame(q[["family", "split"]])).to_numpy()
+    base = base.reindex(pd.MultiIndex.from_frame(q[["family", "split"]])).to_numpy()
+    by_ratio = q.metric.isin(RATIO_METRICS).to_numpy()
+    q["ratio"] = pd.Series(q["value"].to_numpy() / base, index=q.index).where(by_ratio)
+    q["difference"] = pd.Series(q["value"].to_numpy() - base, index=q.index).where(~by_ratio)
+    q["vs_reference"] = q["ratio"].where(by_ratio, q["difference"])
     q["reference"] = q.family.map(ref.groupby("family").learner.first())
     return q
 
@@ -103,8 +115,11 @@ def metrics(df: pd.DataFrame, claims: list[dict]) -> dict:
             entry = {"value": _num(r["value"]), "sem": _num(r["sem"])}
             if r["metric"] == "excess_risk" and r["reference"] == "bayes":
                 entry["ratio_to_bayes"] = _num(r["ratio"])
+            elif r["metric"] not in RATIO_METRICS and isinstance(r["reference"], str):
+                entry[f"minus_{r['reference']}"] = _num(r["difference"])
             learners[r["label"]] = entry
         out["families"][fam] = {"metric": g.metric.iloc[0], "n": int(g.n_train.iloc[0]), "split": "id",
+                                "better": "higher" if higher_is_better(g.metric.iloc[0]) else "lower",
                                 "learners": learners}
     return out
 

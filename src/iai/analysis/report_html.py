@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from iai.analysis.selection import REGIME_ORDER
+from iai.analysis.selection import PREDICTION, REGIME_ORDER, higher_is_better
 
 
 CSS = """
@@ -153,11 +153,17 @@ def stages(st: pd.DataFrame) -> str:
 def final_numbers(ctx: dict) -> str:
     t = ctx["final"]
     out = ['<h2 id="summary">Final numbers</h2><p class="test">Each learner\'s primary metric at the family\'s largest n, '
-           "final step, mean ± standard error over tasks (the lowest of each split in bold); the last column "
-           "divides by the exact reference (Bayes, or MAP for classification) in split id.</p>"]
+           "final step, mean ± standard error over tasks (the best of each split in bold: the lowest, or the "
+           "highest for edge accuracy); the last column compares with the family's reference in split id: "
+           "divided by it for regression and classification (Bayes, or MAP), minus it for the topological order "
+           "(sink search: edge accuracy above it, higher is better) and for generation (the true samples, the MMD "
+           "floor: MMD² above it, lower is better).</p>"]
     for fam, g in t.groupby("family", sort=True):
         splits = sorted(g.split.unique(), key=lambda s: (s != "id", s))
-        best = g.groupby("split")["value"].min()
+        up = higher_is_better(g.metric.iloc[0])
+        best = g.groupby("split")["value"].max() if up else g.groupby("split")["value"].min()
+        by_ratio = g.metric.iloc[0] in PREDICTION  # else a difference (see iai.analysis.report.final_table)
+        col = "÷ reference (id)" if by_ratio else "− reference (id)"
         g = g.assign(o=g.regime.map(REGIME_ORDER.index)).sort_values(["o", "label"])
         rows = []
         for lab, gl in g.groupby("label", sort=False):
@@ -167,10 +173,11 @@ def final_numbers(ctx: dict) -> str:
                 cell = f"{r['value'].iloc[0]:.4g} ± {r['sem'].iloc[0]:.2g}" if len(r) else "—"
                 row[s] = f"<b>{cell}</b>" if len(r) and r["value"].iloc[0] == best[s] else cell
             rid = gl[gl.split == "id"]
-            row["÷ reference (id)"] = float(rid.ratio.iloc[0]) if len(rid) else math.nan
+            row[col] = float((rid.ratio if by_ratio else rid.difference).iloc[0]) if len(rid) else math.nan
             rows.append(row)
         ref = g.reference.iloc[0] if isinstance(g.reference.iloc[0], str) else "none"
-        out.append(f"<h3>{esc(fam)}: {esc(g.metric.iloc[0])} at n = {int(g.n_train.iloc[0])} "
+        better = "higher is better" if up else "lower is better"
+        out.append(f"<h3>{esc(fam)}: {esc(g.metric.iloc[0])} ({better}) at n = {int(g.n_train.iloc[0])} "
                    f"(reference: {esc(ref)})</h3>" + table(rows, raw=set(splits)))
     return "".join(out)
 

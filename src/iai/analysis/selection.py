@@ -4,6 +4,18 @@ Learners are selected by the table's columns (regime, signal, state, history, mo
 never by parsing their free-text names. The one exception is the reference learners, whose names
 are a fixed vocabulary of the params schema (``bayes``, ``map``, ...): the Bayes curve is the
 exact learner named ``bayes``, or ``map`` where a family has no closed-form posterior.
+
+Each family is judged on one *primary metric* (:func:`primary_metric`): ``excess_risk``
+(regression), ``error_rate`` (classification), ``edge_accuracy`` (topological order, *higher* is
+better) or ``mmd`` (generation; an unbiased MMD² estimate, so it can be slightly negative). Every
+"better", "best" and "improvement" here goes through :func:`better_sign` (the direction of
+:data:`iai.core.results.HIGHER_IS_BETTER`), never through a bare ``<`` or ``min``.
+
+The reference a family is held against (:func:`reference`): ``bayes``, else ``map`` (prediction
+families); ``sink_search`` for the topological order (regression-based sink search: consistent for
+linear SCMs with equal noise variances, the strongest of the three classical order references;
+``var_sort`` only works on unstandardized data and ``random_order`` is chance); ``true_samples``
+for generation (fresh samples of the true distribution: the MMD floor).
 """
 
 from __future__ import annotations
@@ -14,20 +26,52 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from iai.core.results import QUALITY_METRICS
+from iai.core.results import HIGHER_IS_BETTER, QUALITY_METRICS
+from iai.params import IMPLICIT_ONLY_KINDS
 
 REGIME_ORDER = ("exact", "classical", "parametric", "explicit", "implicit")  # tables and legends
 
 LEARNED = ("parametric", "implicit", "explicit")
-PRIMARY = ("excess_risk", "error_rate", "mse", "nll")  # the first one a family reports is its primary
-REFERENCE = ("bayes", "map")  # the curve every learner is held against, in order of preference
+PRIMARY = ("excess_risk", "error_rate", "edge_accuracy", "mmd", "mse", "nll")  # the first one reported is primary
+PREDICTION = ("excess_risk", "error_rate", "mse", "nll")  # primary metrics of the regression/classification families
+REFERENCE = ("bayes", "map", "sink_search", "true_samples")  # the curve learners are held against, by preference
 GROUP = ["family", "split", "learner", "mode", "context", "n_train", "metric"]
 
 
 def primary_metric(df: pd.DataFrame, family: str) -> str | None:
-    """excess_risk (regression) or error_rate (classification): the first of PRIMARY reported."""
+    """excess_risk (regression), error_rate (classification), edge_accuracy (order) or mmd
+    (generation): the first of PRIMARY reported."""
     present = set(df.loc[df.family == family, "metric"])
     return next((m for m in PRIMARY if m in present), None)
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric in HIGHER_IS_BETTER
+
+
+def better_sign(metric) -> float | np.ndarray:
+    """+1 where lower is better, -1 where higher is better (a metric name or an array of names):
+    ``better_sign(m) * value`` is a loss, lower is better for every metric."""
+    if isinstance(metric, str):
+        return -1.0 if metric in HIGHER_IS_BETTER else 1.0
+    return np.where(pd.Series(metric).isin(HIGHER_IS_BETTER).to_numpy(), -1.0, 1.0)
+
+
+def loss(df: pd.DataFrame) -> pd.Series:
+    """Each row's value turned lower-is-better (higher-is-better metrics negated)."""
+    return df["value"] * better_sign(df["metric"])
+
+
+def prediction(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the prediction families (regression, classification) only: without the implicit-only
+    families (topological order, generation), which claims 2 to 6 do not concern. A family is dropped
+    when its kind is one of :data:`iai.params.IMPLICIT_ONLY_KINDS` or its primary metric is not one of
+    :data:`PREDICTION` (a family with cost rows only is kept unless its kind is implicit-only)."""
+    if df.empty:
+        return df
+    q = df[df.metric.isin(QUALITY_METRICS)]
+    drop = {f for f in q.family.unique() if primary_metric(q, f) not in PREDICTION}
+    return df[~df.family.isin(drop) & ~df.kind.isin(IMPLICIT_ONLY_KINDS)]
 
 
 def quality(df: pd.DataFrame) -> pd.DataFrame:
@@ -52,8 +96,9 @@ def learned(df: pd.DataFrame, mode: str = "iterative", history: bool = False) ->
 
 
 def reference(df: pd.DataFrame, family: str) -> pd.DataFrame:
-    """The family's reference curve rows (Bayes, else MAP); empty if it has neither."""
-    ex = df[(df.family == family) & (df.regime == "exact")]
+    """The family's reference curve rows (Bayes, else MAP, else sink search for the order, else the
+    true samples for generation); empty if it has none."""
+    ex = df[(df.family == family) & df.regime.isin(["exact", "classical"]) & (df["mode"] == "iterative")]
     for name in REFERENCE:
         if (ex.learner == name).any():
             return ex[ex.learner == name]
@@ -79,11 +124,12 @@ def tag(df: pd.DataFrame, text: Callable[[pd.DataFrame], pd.Series] = labels) ->
 
 
 def best_of(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """The lowest-value row of each group (the best learner of a variant)."""
+    """The best row of each group (the best learner of a variant): the lowest value, or the highest
+    for a higher-is-better metric."""
     if df.empty:
         return df
     df = df.reset_index(drop=True)
-    return df.loc[df.groupby(by, sort=False)["value"].idxmin()]
+    return df.loc[loss(df).groupby([df[c] for c in by], sort=False).idxmin()]
 
 
 def training_context(df: pd.DataFrame, family: str, default: int | None = None) -> int | None:

@@ -2,7 +2,9 @@
 
 The rates are chosen per family from ``references.lr_grid`` on tasks from a separate seed stream
 (never the evaluation banks), by the geometric mean of the primary metric over log-spaced steps of
-one pass over ``banks.n_train`` points, and printed to paste into the params file.
+one pass over ``banks.n_train`` points, and printed to paste into the params file. Families of
+an implicit-only kind (:data:`iai.params.IMPLICIT_ONLY_KINDS`: topological order, generation) have
+no known predictor, hence no sgd or adam reference: they are skipped with a note.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import yaml
 from iai.core.learners.classical import GradientLearner
 from iai.core.rollout import rollout
 from iai.core.tasks import TaskFamily, make_family
-from iai.params import FamilySpec, Params, load_params
-from iai.utils import derive_seed
+from iai.params import IMPLICIT_ONLY_KINDS, FamilySpec, Params, load_params
+from iai.utils import ConfigError, derive_seed
 
 
 def score_learning_rate(family: TaskFamily, optimizer: str, lr: float, batch_size: int, n_train: int,
@@ -35,6 +37,8 @@ def score_learning_rate(family: TaskFamily, optimizer: str, lr: float, batch_siz
 def tune_learning_rates(params: Params, family_name: str, optimizers=("sgd", "adam"), n_tasks: int = 64) -> dict:
     """``{optimizer: (best lr, {lr: score})}`` for one family."""
     spec: FamilySpec = params.family(family_name)
+    if spec.kind in IMPLICIT_ONLY_KINDS:
+        raise ConfigError(f"tune-lr: family {family_name!r} is of kind {spec.kind!r}, which has no sgd or adam reference")
     family = make_family(spec.kind, **spec.options)
     grid = params.references.get("lr_grid") or [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0]
     batch = params.raw["train"]["batch_size"]
@@ -57,6 +61,10 @@ def cli_main(args: argparse.Namespace) -> None:
     names = args.family or list(params.families)
     chosen: dict[str, dict[str, float]] = {"sgd": {}, "adam": {}}
     for name in names:
+        kind = params.family(name).kind
+        if kind in IMPLICIT_ONLY_KINDS:
+            print(f"# {name}: skipped ({kind} has no known predictor, so no sgd or adam reference and no learning rate)")
+            continue
         for opt, (best, scores) in tune_learning_rates(params, name, n_tasks=args.tasks).items():
             chosen[opt][name] = best
             table = ", ".join(f"{lr:g}: {s:.4g}" for lr, s in scores.items())
