@@ -13,17 +13,21 @@ from iai.utils import ConfigError
 PARAMS_FILE = config["params"]
 try:
     PARAMS = load_params(PARAMS_FILE)  # validated here: one message naming the key, before any job
+    EVALUATIONS = evaluation_jobs(PARAMS)  # evaluated: applicable references, then runs (builds every family)
 except ConfigError as err:
     raise WorkflowError(f"invalid params: {err}")
 RAW = PARAMS.raw
 
 FAMILIES = list(PARAMS.families)
 RUNS = [(r.family, r.name) for r in PARAMS.runs]  # trained: (family, learner)
-EVALUATIONS = evaluation_jobs(PARAMS)  # evaluated: applicable references, then runs
-BENCH = {f: [name for pair in cost_pairs(PARAMS, f) for name in pair] for f in FAMILIES}
+BENCH = {f: [name for pair in cost_pairs(PARAMS, f) for name in pair]
+         for f in RAW["evaluate"].get("cost_families", FAMILIES)}
 BENCH = {f: names for f, names in BENCH.items() if names}  # families with an (iterative, one-shot) pair
 FIGURE_FILES = [f"reports/figures/{name}" for name in FIGURES]
 
+for family in set(RAW["evaluate"].get("cost_families", [])) - set(FAMILIES):
+    raise WorkflowError(f"invalid params: {PARAMS_FILE}: evaluate.cost_families: {family!r} is not a family; "
+                        f"expected one of {FAMILIES}")
 for family, learner in RUNS:
     if learner == "cost":
         raise WorkflowError(f"invalid params: {PARAMS_FILE}: runs: a run may not be called 'cost' "
