@@ -58,7 +58,7 @@ import torch
 from torch import Tensor
 
 from iai.core.tasks.base import TaskBatch, TaskFamily, _is_int, _is_num
-from iai.core.tasks.images import SOURCES, build_pool, load_source
+from iai.core.tasks.images import SOURCES, build_pool, load_source, resolve_source
 from iai.utils import ConfigError, generator
 
 
@@ -323,22 +323,8 @@ class ImageGenerationTasks(GenerationFamily):
         self._check("projection_seed", _is_int(self.projection_seed, 0), "an integer >= 0")
         self._check("rotate", _is_num(self.rotate, -360) and self.rotate <= 360, "degrees in -360..360")
         self._check("novel_classes", isinstance(self.novel_classes, bool), "true or false")
+        raw, labels = resolve_source(self)
         held = self.held_out_classes
-        self._check("held_out_classes", isinstance(held, (list, tuple)) and all(_is_int(c, 0) for c in held)
-                    and len(set(held)) == len(held), "a list of distinct class labels (integers >= 0)")
-        object.__setattr__(self, "held_out_classes", tuple(sorted(held)))
-        raw, labels = load_source(self.source, self._path_key)
-        if raw.ndim == 3:
-            h, w = raw.shape[1:]
-            self._check("downscale", h % self.downscale == 0 and w % self.downscale == 0,
-                        f"a divisor of the {self.source} image size {h}x{w}")
-            native = (h // self.downscale) * (w // self.downscale)
-        else:
-            self._check("downscale", self.downscale == 1, "1 for source 'embeddings' (features are not images)")
-            self._check("rotate", self.rotate == 0, "0 for source 'embeddings' (features are not images)")
-            native = raw.shape[1]
-        if self.dim == 0:
-            object.__setattr__(self, "dim", native)
         if isinstance(self.mmd_bandwidth, (int, float)) and not isinstance(self.mmd_bandwidth, bool) \
                 and self.mmd_bandwidth == 0:
             object.__setattr__(self, "mmd_bandwidth", math.sqrt(self.dim))

@@ -191,6 +191,29 @@ def build_pool(source: str, path: str, downscale: int, rotate: float, input_nois
 # ---------------------------------------------------------------------------- the family
 
 
+def resolve_source(family) -> tuple[np.ndarray, np.ndarray]:
+    """Check the data options a family over real images shares (``held_out_classes``, ``downscale``,
+    ``rotate``), load its source, and resolve ``dim: 0`` to the native number of features; returns
+    the raw data and labels. ``family`` is a frozen dataclass with those fields and ``_check``."""
+    held = family.held_out_classes
+    family._check("held_out_classes", isinstance(held, (list, tuple)) and all(_is_int(c, 0) for c in held)
+                  and len(set(held)) == len(held), "a list of distinct class labels (integers >= 0)")
+    object.__setattr__(family, "held_out_classes", tuple(sorted(held)))
+    raw, labels = load_source(family.source, family._path_key)
+    if raw.ndim == 3:
+        h, w = raw.shape[1:]
+        family._check("downscale", h % family.downscale == 0 and w % family.downscale == 0,
+                      f"a divisor of the {family.source} image size {h}x{w}")
+        native = (h // family.downscale) * (w // family.downscale)
+    else:
+        family._check("downscale", family.downscale == 1, "1 for source 'embeddings' (features are not images)")
+        family._check("rotate", family.rotate == 0, "0 for source 'embeddings' (features are not images)")
+        native = raw.shape[1]
+    if family.dim == 0:
+        object.__setattr__(family, "dim", native)
+    return raw, labels
+
+
 @dataclass(frozen=True)
 class ImageClassificationTasks(ClassificationFamily):
     """N-way tasks from a real dataset (see the module docstring); ``n_classes`` is N.
@@ -224,22 +247,8 @@ class ImageClassificationTasks(ClassificationFamily):
         self._check("n_novel", _is_int(self.n_novel, 0), "an integer >= 0")
         self._check("rotate", _is_num(self.rotate, -360) and self.rotate <= 360, "degrees in -360..360")
         self._check("input_noise", _is_num(self.input_noise, 0), "a number >= 0")
+        raw, labels = resolve_source(self)
         held = self.held_out_classes
-        self._check("held_out_classes", isinstance(held, (list, tuple)) and all(_is_int(c, 0) for c in held)
-                    and len(set(held)) == len(held), "a list of distinct class labels (integers >= 0)")
-        object.__setattr__(self, "held_out_classes", tuple(sorted(held)))
-        raw, labels = load_source(self.source, self._path_key)
-        if raw.ndim == 3:
-            h, w = raw.shape[1:]
-            self._check("downscale", h % self.downscale == 0 and w % self.downscale == 0,
-                        f"a divisor of the {self.source} image size {h}x{w}")
-            native = (h // self.downscale) * (w // self.downscale)
-        else:
-            self._check("downscale", self.downscale == 1, "1 for source 'embeddings' (features are not images)")
-            self._check("rotate", self.rotate == 0, "0 for source 'embeddings' (features are not images)")
-            native = raw.shape[1]
-        if self.dim == 0:
-            object.__setattr__(self, "dim", native)
         super().__post_init__()
         classes = set(np.unique(labels).tolist())
         unknown = sorted(set(held) - classes)
