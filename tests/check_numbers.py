@@ -91,7 +91,7 @@ def collect() -> dict[str, list]:
 
 
 def training() -> dict[str, list]:
-    from iai.stages.train import TrainConfig, train_iteration
+    from iai.core.training import TrainConfig, train_iteration
 
     out = {}
     tc = TrainConfig(batch_size=8, max_steps=3, tasks_per_batch=6, n_valid=5)

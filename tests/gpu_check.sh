@@ -27,3 +27,29 @@ d = pd.read_csv(sys.argv[1])
 print(d.pivot_table(index=["regime", "mode", "n_train"], columns="metric", values="value").round(4).to_string())
 print(json.load(open(sys.argv[1].replace(".csv", ".json"))))
 PYEOF
+
+# Issue 11: meta-training throughput per regime on the GPU (bf16 autocast, as `iai train` runs on
+# CUDA; torch.compile did not pay on CPU and is not used), then `iai bench cost` up to 65,536.
+# Timings inside both commands are bracketed by torch.cuda.synchronize, memory is the CUDA
+# allocator's peak (max_memory_allocated after reset_peak_memory_stats).
+start=$(date +%s)
+timeout 240 $PY -m iai.cli bench train --device "$DEVICE" --iterations ${TRAIN_ITERATIONS:-50} \
+    --out "$OUT/bench_train.json" 2>&1 | tail -8
+echo "bench train: $(( $(date +%s) - start )) s"
+start=$(date +%s)
+timeout 400 $PY -m iai.cli bench cost --device "$DEVICE" --max-n ${MAX_N:-65536} --tasks ${COST_TASKS:-8} \
+    --time-cap 60 --memory-cap 60000 --out "$OUT/bench_cost.json" 2>&1 | tail -20
+echo "bench cost: $(( $(date +%s) - start )) s"
+$PY - "$OUT/bench_cost.json" "$OUT/bench_train.json" <<'PYEOF'
+import sys, json
+cost, train = (json.load(open(p)) for p in sys.argv[1:3])
+print("cost on", cost["device_name"], "n =", cost["n"])
+for regime, r in cost["regimes"].items():
+    print(regime, "iterative_s", [round(t, 4) for t in r["iterative_s"]])
+    print(regime, "one_shot_s ", [None if t is None else round(t, 4) for t in r["one_shot_s"]])
+    print(regime, "peak MB it/1s", r["iterative_peak_mb"][-1], r["one_shot_peak_mb"])
+print("claim 6:", json.dumps(cost["claim6"], indent=1))
+for name, r in train["runs"].items():
+    print(f"train {name}: {r['iterations_per_s']:.3g} it/s, {r['task_steps_per_s']:.4g} task-steps/s, "
+          f"{r['flops_per_s'] / 1e12:.3g} TFLOP/s, MFU {r['mfu']}")
+PYEOF

@@ -10,7 +10,7 @@ from iai.core.learners.base import Learner
 from iai.params import RunSpec
 from iai.core.rollout import rollout
 from iai.core.tasks import make_family
-from iai.stages.train import TrainConfig, train_iteration
+from iai.core.training import TrainConfig, train_iteration
 from iai.utils import ConfigError
 
 MODEL = {"width": 32, "depth": 2, "heads": 4, "ff": 64}

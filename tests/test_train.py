@@ -14,7 +14,8 @@ from iai.core.learners import build_learner, load_learner, read_checkpoint
 from iai.params import RunSpec
 from iai.core.rollout import rollout
 from iai.core.tasks import make_family
-from iai.stages.train import lr_factor, model_paths, train_run
+from iai.core.training import lr_factor
+from iai.stages.train import model_paths, train_run
 from iai.utils import ConfigError
 
 FAMILY = make_family("linear_regression", dim=4, noise_std=0.5)
@@ -114,7 +115,7 @@ def test_the_params_schema_matches_the_train_config():
     from dataclasses import fields
 
     from iai.params import schema
-    from iai.stages.train import TrainConfig
+    from iai.core.training import TrainConfig
 
     train = schema()["$defs"]["train"]
     assert set(train["properties"]) == {f.name for f in fields(TrainConfig)} and train["additionalProperties"] is False

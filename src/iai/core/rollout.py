@@ -24,6 +24,7 @@ from iai.core.tasks import TaskBatch, TaskFamily
 from iai.utils import ConfigError, generator
 
 SCHEDULES = ("epochs", "random")
+_GATHER_STEPS = 64  # mini-batches gathered in one indexing call by the rollout
 
 
 def steps_for(n_train: int, batch_size: int, epochs: int = 1) -> int:
@@ -31,9 +32,14 @@ def steps_for(n_train: int, batch_size: int, epochs: int = 1) -> int:
     return math.ceil(n_train / batch_size) * epochs
 
 
-def minibatch_indices(n_tasks: int, n_train: int, batch_size: int, n_steps: int,
-                      schedule: str = "epochs", gen: torch.Generator | None = None) -> Iterator[Tensor]:
-    """Yield ``n_steps`` index tensors ``[T, b]`` into each task's train points (b <= B)."""
+def epoch_orders(n_tasks: int, n_train: int, batch_size: int, n_steps: int, schedule: str = "epochs",
+                 gen: torch.Generator | None = None) -> Iterator[tuple[Tensor, list[tuple[int, int]]]]:
+    """The stream of :func:`minibatch_indices` one draw at a time: ``(order [T, N], [(start, stop), ...])``.
+
+    Each draw is one random order of every task's train points and the slices of it that the next
+    steps read (a whole pass for ``"epochs"``, the first b for ``"random"``), so a caller can gather
+    the points once per pass and slice views per step, with the same random numbers.
+    """
     if schedule not in SCHEDULES:
         raise ConfigError(f"schedule: unknown {schedule!r}; expected one of {list(SCHEDULES)}")
     if batch_size < 1 or n_train < 1:
@@ -44,14 +50,20 @@ def minibatch_indices(n_tasks: int, n_train: int, batch_size: int, n_steps: int,
     while done < n_steps:
         perm = torch.rand(n_tasks, n_train, generator=gen).argsort(-1)  # a fresh order per task
         if schedule == "random":
-            yield perm[:, :b]
+            yield perm[:, :b], [(0, b)]
             done += 1
             continue
-        for start in range(0, n_train, b):
-            if done == n_steps:
-                return
-            yield perm[:, start:start + b]
-            done += 1
+        spans = [(start, min(start + b, n_train)) for start in range(0, n_train, b)][:n_steps - done]
+        yield perm, spans
+        done += len(spans)
+
+
+def minibatch_indices(n_tasks: int, n_train: int, batch_size: int, n_steps: int,
+                      schedule: str = "epochs", gen: torch.Generator | None = None) -> Iterator[Tensor]:
+    """Yield ``n_steps`` index tensors ``[T, b]`` into each task's train points (b <= B)."""
+    for perm, spans in epoch_orders(n_tasks, n_train, batch_size, n_steps, schedule, gen):
+        for start, stop in spans:
+            yield perm[:, start:stop]
 
 
 def gather_points(x: Tensor, index: Tensor) -> Tensor:
@@ -97,19 +109,28 @@ def rollout(learner: Learner, family: TaskFamily, tasks: TaskBatch, batch_size: 
     per_step: dict[int, dict[str, list[Tensor]]] = {}
     seen: dict[int, int] = {}
     n_seen = 0
-    stream = minibatch_indices(tasks.n_tasks, tasks.n_train, batch_size, n_steps, schedule, generator(seed))
-    for i, index in enumerate(stream, start=1):
-        n_seen += index.shape[1]
-        for c, part in enumerate(parts):
-            idx = index[c * chunk:(c + 1) * chunk]
-            states[c] = learner.step(states[c], gather_points(part.x_train, idx),
-                                     gather_points(part.y_train, idx))
-            if i in wanted:
-                pred = learner.predict(states[c], part.x_valid)
-                for name, values in family.metrics(pred, part.y_valid, part.f_valid).items():
-                    per_step.setdefault(i, {}).setdefault(name, []).append(values.detach().double().cpu())
-        if i in wanted:
-            seen[i] = n_seen
+    # the points of up to _GATHER_STEPS steps are gathered at once per chunk and each step reads a view:
+    # no indexing work per step, and memory stays bounded by a block of mini-batches, not by n
+    i = 0
+    for order, spans in epoch_orders(tasks.n_tasks, tasks.n_train, batch_size, n_steps, schedule, generator(seed)):
+        for g in range(0, len(spans), _GATHER_STEPS):
+            block = spans[g:g + _GATHER_STEPS]
+            lo, hi = block[0][0], block[-1][1]
+            orders = [order[c * chunk:(c + 1) * chunk, lo:hi] for c in range(len(parts))]
+            xs = [gather_points(p.x_train, o) for p, o in zip(parts, orders)]
+            ys = [gather_points(p.y_train, o) for p, o in zip(parts, orders)]
+            for start, stop in block:
+                i += 1
+                n_seen += stop - start
+                scored = i in wanted
+                for c, part in enumerate(parts):
+                    states[c] = learner.step(states[c], xs[c][:, start - lo:stop - lo], ys[c][:, start - lo:stop - lo])
+                    if scored:
+                        pred = learner.predict(states[c], part.x_valid)
+                        for name, values in family.metrics(pred, part.y_valid, part.f_valid).items():
+                            per_step.setdefault(i, {}).setdefault(name, []).append(values.detach().double().cpu())
+                if scored:
+                    seen[i] = n_seen
     return summarize(per_step, seen)
 
 

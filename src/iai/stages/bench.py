@@ -23,6 +23,7 @@ import math
 import re
 import statistics
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -32,6 +33,7 @@ from iai.core.tasks import build_family
 from iai.params import Params, load_params
 from iai.core.results import COLUMNS, to_frame, write
 from iai.core.rollout import rollout
+from iai.core.training import TrainConfig, train_iteration
 from iai.utils import derive_seed, describe_device, resolve_device, write_json
 
 _STATUS = Path("/proc/self/status")
@@ -129,19 +131,7 @@ def bench_family(params: Params, family_name: str, models_dir: str | Path | None
     return rows
 
 
-def cli_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", required=True, help="params YAML file")
-    p.add_argument("--family", required=True, help="family name from the params")
-    p.add_argument("--models", default="data/models", help="checkpoint folder (default: data/models)")
-    p.add_argument("--device", default=None, help="auto, cpu or cuda (default: the params' device)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's default)")
-    p.add_argument("--untrained", action="store_true",
-                   help="build the learners untrained from the params (cost depends on the architecture only)")
-    p.add_argument("--sizes", type=int, nargs="+", help="dataset sizes (default: evaluate.cost_sizes)")
-    p.add_argument("--out", required=True, help="cost rows (CSV); a summary JSON is written beside it")
-
-
-def cli_main(args: argparse.Namespace) -> None:
+def _table_main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -153,3 +143,401 @@ def cli_main(args: argparse.Namespace) -> None:
         "stage": "bench", "family": args.family, "rows": len(df), "device": str(resolve_device(device)),
         "device_name": describe_device(resolve_device(device)), "threads": torch.get_num_threads(), "duration_s": round(time.perf_counter() - start, 3)})
     print(f"wrote {args.out} ({len(df)} rows)")
+
+
+# ---------------------------------------------------------------------------- `iai bench cost`
+
+COST_SIZES = [2**i for i in range(8, 17)]  # 256 ... 65,536
+# the default recipe's cost pairs (params/default.yaml), used when no params file is at hand
+DEFAULT_PAIRS = {
+    "parametric": ({"regime": "parametric", "signal": "obs"}, {"regime": "parametric", "signal": "obs", "mode": "one_shot"}),
+    "implicit": ({"regime": "implicit", "state": "logits"}, {"regime": "implicit", "mode": "one_shot"}),
+    "explicit": ({"regime": "explicit", "signal": "both", "nominal": True},
+                 {"regime": "explicit", "signal": "obs", "mode": "one_shot"}),
+}
+
+
+def step_flops(learner, n_points: int, n_query: int) -> dict[str, int]:
+    """Counted FLOPs of one step of a learned learner, per task: ``attention`` (QK^T and AV) and
+    ``dense`` (every linear layer of the step network: token embeddings, q/kv/out, feed-forward, head).
+
+    Counted from the architecture (2 FLOPs per multiply-add): with S tokens of which C are context,
+    width W, feed-forward F and depth L, attention costs L * 4 S C W and the blocks' dense layers
+    L * (4 S W^2 + 4 C W^2 + 4 S W F). ``torch.utils.flop_counter`` counts no attention on CPU (the
+    CPU flash kernel is not in its registry), so it is used only to check the dense part and, with
+    the math attention backend, the whole (tests/test_bench.py).
+    """
+    m = learner.model_cfg
+    w, f, depth = m.width, m.ff, m.depth
+    if learner.regime == "implicit":
+        q_dim = learner.backbone.embed["query"].in_features
+        groups = {"obs": (n_points, learner.family.in_dim + learner.family.out_dim), "query": (n_query, q_dim)}
+        s, c = n_points + n_query, n_points
+        head = 2 * n_query * w * learner.state_dim
+    else:
+        k, e = learner.n_units, learner.unit_dim
+        dims = {name: lin.in_features for name, lin in learner.backbone.embed.items()}
+        sizes = {"state": k, "grad": k, "memory": learner.cfg.memory, "history": learner.history * k, "obs": n_points}
+        groups = {name: (sizes[name], dims[name]) for name in dims}
+        s = c = sum(n for n, _ in groups.values())
+        head = 2 * k * w * e + 2 * learner.cfg.memory * w * e
+    embed = sum(2 * n * d * w for n, d in groups.values())
+    dense = embed + depth * (4 * s * w * w + 4 * c * w * w + 4 * s * w * f) + head
+    return {"attention": depth * 4 * s * c * w, "dense": dense}
+
+
+def rollout_flops(learner, n: int, n_query: int) -> dict[str, int]:
+    """FLOPs per task of a whole rollout over n points (ceil(n / B) steps, or one step of n)."""
+    b = learner.batch_size if learner.mode == "iterative" else n
+    full, rest = divmod(n, b)
+    out = {k: v * full for k, v in step_flops(learner, b, n_query).items()}
+    if rest:
+        out = {k: out[k] + v for k, v in step_flops(learner, rest, n_query).items()}
+    return out
+
+
+def _cost_setup(params_file: str | None, family_name: str | None):
+    """(family, {regime: (iterative learner, one-shot learner)}, B, where from) for ``iai bench cost``."""
+    from iai.core.learners import build_learner
+    from iai.core.tasks import make_family
+    from iai.params import RunSpec
+
+    path = params_file or ("params/default.yaml" if Path("params/default.yaml").exists() else None)
+    if path:
+        params = load_params(path)
+        names = [f for f in params.families if params.family(f).kind == "linear_regression"]
+        family_name = family_name or (names[0] if names else next(iter(params.families)))
+        family, _ = build_family(params.family(family_name))
+        pairs = cost_pairs(params, family_name)
+        runs = {params.run(family_name, it).regime: (params.run(family_name, it), params.run(family_name, one))
+                for it, one in pairs}
+        if runs:
+            learners = {r: tuple(build_learner(run, family).eval() for run in pair) for r, pair in runs.items()}
+            return family, learners, next(iter(learners.values()))[0].batch_size, f"{path} ({family_name})"
+        model, train = params.model, params.train
+    else:
+        model, train = {}, {}
+    family = make_family("linear_regression", dim=8, noise_std=0.5)
+    train = {"batch_size": train.get("batch_size", 16), "max_steps": train.get("max_steps", 8)}
+    learners = {r: tuple(build_learner(RunSpec("f", f"{r}_{spec.get('mode', 'iterative')}", spec, model, train),
+                                       family).eval() for spec in pair)
+                for r, pair in DEFAULT_PAIRS.items()}
+    return family, learners, train["batch_size"], path or "built-in default recipe"
+
+
+def _timed(learner, family, tasks, batch_size, dev, repeats, threads) -> tuple[list[float], float]:
+    """(seconds of each of ``repeats`` full rollouts, their peak extra MB) on ``threads`` CPU threads."""
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        times, peaks = [], []
+        for _ in range(repeats):
+            base = _reset_peak(dev)
+            start = time.perf_counter()
+            rollout(learner, family, tasks, batch_size, steps="last", device=dev)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            times.append(time.perf_counter() - start)
+            peaks.append(_peak(dev) - base)
+        return times, max(peaks)
+    finally:
+        torch.set_num_threads(old)
+
+
+def bench_cost(params_file: str | None = None, family_name: str | None = None, sizes: list[int] | None = None,
+               n_tasks: int = 8, n_query: int = 16, repeats: int = 3, device: str = "cpu",
+               time_cap_s: float = 60.0, memory_cap_mb: float = 8192.0, threads: int = 0,
+               iterative_threads: int = 1, budget_s: float = 4.0, seed: int = 0, progress=print) -> dict:
+    """Wall time, peak memory and counted FLOPs of each regime's iterative learner against its
+    one-shot twin over the same tasks at each n (untrained learners: cost depends on the
+    architecture and the sizes alone). One shot is skipped (null) once its time or memory,
+    extrapolated as n^2 from the last measured n, would pass the caps. Each measurement is repeated
+    up to ``repeats`` times while that fits ``budget_s``; medians are reported. ``threads`` applies
+    to one shot (0: torch's default); iterative steps are small, so they run on
+    ``iterative_threads`` (1 by default: a second thread only adds synchronisation at these sizes).
+    """
+    dev = resolve_device(device)
+    sizes = sorted(sizes or COST_SIZES)
+    family, learners, b, source = _cost_setup(family_name=family_name, params_file=params_file)
+    out = {"n": sizes, "batch_size": b, "n_tasks": n_tasks, "n_query": n_query, "device": str(dev),
+           "device_name": describe_device(dev), "threads_one_shot": threads or torch.get_num_threads(),
+           "threads_iterative": iterative_threads, "source": source, "family": family.params(),
+           "time_cap_s": time_cap_s, "memory_cap_mb": memory_cap_mb, "regimes": {}}
+    for regime, (it, one) in learners.items():
+        it, one = it.to(dev), one.to(dev)
+        rec = {k: [] for k in ("iterative_s", "one_shot_s", "iterative_peak_mb", "one_shot_peak_mb",
+                               "iterative_flops", "one_shot_flops", "iterative_attention_flops",
+                               "one_shot_attention_flops")}
+        rec.update(iterative=it.name, one_shot=one.name, model=asdict(it.model_cfg))
+        last_one = None  # (n, seconds, MB) of the last one-shot measurement
+        warm: set[str] = set()
+        for n in sizes:
+            tasks = family.sample(n_tasks, n, n_query, derive_seed(seed, "bench-cost", regime, n))
+            for kind, learner, bs, thr in (("iterative", it, b, iterative_threads), ("one_shot", one, n, threads)):
+                flops = rollout_flops(learner, n, n_query)
+                rec[f"{kind}_flops"].append(n_tasks * (flops["attention"] + flops["dense"]))
+                rec[f"{kind}_attention_flops"].append(n_tasks * flops["attention"])
+                if kind == "one_shot" and last_one is not None:
+                    grow = (n / last_one[0]) ** 2
+                    if last_one[1] * grow > time_cap_s or last_one[2] * grow > memory_cap_mb or last_one[1] < 0:
+                        rec["one_shot_s"].append(None)
+                        rec["one_shot_peak_mb"].append(None)
+                        last_one = (last_one[0], -1.0, last_one[2])  # skip every larger n too
+                        continue
+                if kind not in warm:  # first-call allocations and kernel selection stay out of the numbers
+                    _timed(learner, family, tasks.head(min(n, 4 * b)), min(bs, n), dev, 1, thr)
+                    warm.add(kind)
+                times, mb = _timed(learner, family, tasks, bs, dev, 1, thr)
+                more = min(repeats - 1, int(budget_s / max(times[0], 1e-9)))
+                if more > 0:
+                    t2, mb2 = _timed(learner, family, tasks, bs, dev, more, thr)
+                    times, mb = times + t2, max(mb, mb2)
+                secs = statistics.median(times)
+                rec[f"{kind}_s"].append(secs)
+                rec[f"{kind}_peak_mb"].append(mb)
+                if kind == "one_shot":
+                    last_one = (n, secs, max(mb, 1.0))
+            progress(f"bench cost {regime} n={n}: iterative {rec['iterative_s'][-1]:.4g} s, one shot "
+                     f"{rec['one_shot_s'][-1] if rec['one_shot_s'][-1] is None else round(rec['one_shot_s'][-1], 4)} s")
+        out["regimes"][regime] = rec
+    # the top-level lists the issue asks for: the first regime's (every regime is under "regimes")
+    first = next(iter(out["regimes"].values()))
+    for key in ("iterative_s", "one_shot_s", "iterative_peak_mb", "one_shot_peak_mb"):
+        out[key] = first[key]
+    out["claim6"] = claim_cost_scaling(out)
+    return out
+
+
+def loglog_slope(n: list[float], t: list[float]) -> float:
+    """Least-squares slope of log t against log n (NaN with fewer than two points)."""
+    pts = [(math.log(a), math.log(b)) for a, b in zip(n, t) if a and b and b > 0]
+    if len(pts) < 2:
+        return math.nan
+    mx = statistics.fmean(x for x, _ in pts)
+    my = statistics.fmean(y for _, y in pts)
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx else math.nan
+
+
+def claim_cost_scaling(result: dict, fit_range: tuple[int, int] = (1024, 16384), at_n: int = 16384,
+                       min_speedup: float = 10.0, min_memory_ratio: float = 30.0, max_slope: float = 1.15,
+                       min_slope_gap: float = 0.3) -> dict:
+    """Claim 6 judged on an ``iai bench cost`` result (pure Python on its JSON; no torch needed).
+
+    Per regime: the log-log slopes of wall time against n over ``fit_range`` (iterative and one
+    shot), the one-shot / iterative time ratio at the largest n where both ran, next to K = n / B
+    (the ratio of their attention costs' orders), the memory ratio there, and the crossovers for the
+    recipe's width: the context length where a step's attention FLOPs equal its dense FLOPs
+    (analytic, n* = (2 W + F) (1 + C/S)^-1 ... taken from the counted FLOPs, so the same on every
+    device), and on this device the n where one shot's fitted time a n + c n^2 turns quadratic
+    (a / c) and the smallest measured n where one shot is slower than iterating.
+    ``holds`` applies the issue's bar at ``at_n``: ratio >= min_speedup, memory ratio >=
+    min_memory_ratio, iterative slope <= max_slope and one-shot slope >= iterative + min_slope_gap.
+    """
+    out = {"device": result.get("device_name", result.get("device")), "batch_size": result["batch_size"],
+           "fit_range": list(fit_range), "regimes": {}}
+    b = result["batch_size"]
+    ns = result["n"]
+    for regime, r in result["regimes"].items():
+        lo, hi = fit_range
+        sel = [i for i, n in enumerate(ns) if lo <= n <= hi]
+        s_it = loglog_slope([ns[i] for i in sel], [r["iterative_s"][i] for i in sel])
+        sel_os = [i for i in sel if r["one_shot_s"][i] is not None]
+        s_os = loglog_slope([ns[i] for i in sel_os], [r["one_shot_s"][i] for i in sel_os])
+        both = [i for i, t in enumerate(r["one_shot_s"]) if t is not None]
+        last = both[-1] if both else None
+        at = ns.index(at_n) if at_n in ns and r["one_shot_s"][ns.index(at_n)] is not None else None
+
+        def ratio(key_os, key_it, i):
+            if i is None or not r[key_it][i]:
+                return None
+            return r[key_os][i] / r[key_it][i] if r[key_it][i] > 0 else None
+
+        # where a one-shot step's attention FLOPs pass its dense FLOPs (device independent)
+        flop_cross = next((n for n, a, t in zip(ns, r["one_shot_attention_flops"], r["one_shot_flops"])
+                           if a >= t - a), None)
+        # one shot's time fitted as a n + c n^2 (least squares through the origin) on this device
+        pts = [(ns[i], r["one_shot_s"][i]) for i in both]
+        time_cross = None
+        if len(pts) >= 2:
+            s11 = sum(n * n for n, _ in pts); s12 = sum(n ** 3 for n, _ in pts); s22 = sum(n ** 4 for n, _ in pts)
+            y1 = sum(n * t for n, t in pts); y2 = sum(n * n * t for n, t in pts)
+            det = s11 * s22 - s12 * s12
+            if det:
+                a, c = (y1 * s22 - y2 * s12) / det, (s11 * y2 - s12 * y1) / det
+                time_cross = a / c if a > 0 and c > 0 else None
+        faster = next((ns[i] for i in both if r["one_shot_s"][i] > r["iterative_s"][i]), None)
+        rec = {"slope_iterative": s_it, "slope_one_shot": s_os,
+               "largest_n_both": ns[last] if last is not None else None,
+               "K_at_largest": ns[last] / b if last is not None else None,
+               "time_ratio_at_largest": ratio("one_shot_s", "iterative_s", last),
+               "memory_ratio_at_largest": ratio("one_shot_peak_mb", "iterative_peak_mb", last),
+               "flop_ratio_at_largest": ratio("one_shot_flops", "iterative_flops", last),
+               f"time_ratio_at_{at_n}": ratio("one_shot_s", "iterative_s", at),
+               f"memory_ratio_at_{at_n}": ratio("one_shot_peak_mb", "iterative_peak_mb", at),
+               "attention_crossover_n_flops": flop_cross, "one_shot_quadratic_crossover_n_time": time_cross,
+               "one_shot_slower_from_n": faster}
+        tr, mr = rec[f"time_ratio_at_{at_n}"], rec[f"memory_ratio_at_{at_n}"]
+        rec["holds"] = bool(tr is not None and tr >= min_speedup and mr is not None and mr >= min_memory_ratio
+                            and s_it <= max_slope and s_os >= s_it + min_slope_gap)
+        out["regimes"][regime] = rec
+    out["holds"] = bool(out["regimes"]) and all(r["holds"] for r in out["regimes"].values())
+    return out
+
+
+def plot_cost(result: dict, path: str | Path) -> None:
+    """Time and peak memory against n, iterative (solid) vs one shot (dashed), log-log; a PNG."""
+    import os
+
+    os.environ.setdefault("MPLCONFIGDIR", str(Path(path).parent / ".mplconfig"))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    ns = result["n"]
+    for (regime, r), color in zip(result["regimes"].items(), ("C0", "C1", "C2", "C3")):
+        for kind, style in (("iterative", "-"), ("one_shot", "--")):
+            for ax, key in zip(axes, ("s", "peak_mb", "flops")):
+                ys = r[f"{kind}_{key}"]
+                pts = [(n, y) for n, y in zip(ns, ys) if y is not None and y > 0]
+                if pts:
+                    ax.plot(*zip(*pts), style, color=color, marker="o", ms=3,
+                            label=f"{regime} {kind.replace('_', ' ')}")
+    for ax, label in zip(axes, ("wall time (s)", "peak memory (MB)", "counted FLOPs")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("n (points read)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"iterative (B = {result['batch_size']}) vs one shot, {result['n_tasks']} tasks, "
+                 f"{result['device_name']}", fontsize=9)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- `iai bench train`
+
+# dense bf16 matrix peak (FLOP/s) by GPU name, as nanoGPT's estimate_mfu uses A100's 312e12
+GPU_PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "V100": 125e12,
+                  "RTX 4090": 165e12}
+
+
+def bench_train(params_file: str | None = None, family_name: str | None = None, iterations: int = 20,
+                device: str = "cpu", threads: int = 1, progress=print) -> dict:
+    """Meta-training throughput per regime (each cost pair's iterative and one-shot run): iterations/s,
+    tasks x steps per second, and FLOP/s estimated as nanoGPT's ``estimate_mfu`` does (3x the
+    forward FLOPs of every step, from :func:`step_flops`); on CUDA also the fraction of the GPU's
+    dense bf16 peak (``GPU_PEAK_FLOPS``; None for an unknown GPU). Untrained learners, the run's own
+    train settings (``train.iterations`` replaced by ``iterations``), after 3 warm-up iterations."""
+    dev = resolve_device(device)
+    if dev.type == "cpu" and threads:
+        torch.set_num_threads(threads)
+    family, learners, _, source = _cost_setup(params_file, family_name)
+    peak = next((v for k, v in GPU_PEAK_FLOPS.items() if k in describe_device(dev)), None) if dev.type == "cuda" else None
+    out = {"device": str(dev), "device_name": describe_device(dev), "threads": torch.get_num_threads(),
+           "source": source, "iterations": iterations, "peak_flops": peak, "runs": {}}
+    for regime, pair in learners.items():
+        for learner in pair:
+            learner = learner.to(dev).train()
+            tc = TrainConfig.from_dict(learner.config["train"])
+            opt = torch.optim.AdamW(learner.parameters(), lr=tc.lr)
+            work = {"tasks_steps": 0, "flops": 0.0}
+
+            def one(it: int, count: bool) -> None:
+                opt.zero_grad(set_to_none=True)
+                _, k = train_iteration(learner, family, tc, derive_seed(0, "bench-train", learner.name, it), dev)
+                torch.nn.utils.clip_grad_norm_(learner.parameters(), tc.grad_clip)
+                opt.step()
+                if count:
+                    steps = 1 if learner.mode == "one_shot" else k
+                    n_points = k * tc.batch_size if learner.mode == "one_shot" else tc.batch_size
+                    f = step_flops(learner, n_points, tc.n_valid)
+                    work["tasks_steps"] += tc.tasks_per_batch * steps
+                    work["flops"] += 3 * steps * tc.tasks_per_batch * (f["attention"] + f["dense"])
+
+            for it in range(3):
+                one(it, False)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            start = time.perf_counter()
+            for it in range(iterations):
+                one(3 + it, True)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            secs = time.perf_counter() - start
+            flops_s = work["flops"] / secs
+            out["runs"][learner.name] = {
+                "regime": regime, "mode": learner.mode, "iterations_per_s": iterations / secs,
+                "task_steps_per_s": work["tasks_steps"] / secs, "flops_per_s": flops_s,
+                "mfu": flops_s / peak if peak else None}
+            progress(f"bench train {learner.name}: {iterations / secs:.3g} it/s, "
+                     f"{work['tasks_steps'] / secs:.4g} task-steps/s, {flops_s / 1e9:.3g} GFLOP/s")
+    return out
+
+
+# ---------------------------------------------------------------------------- the command
+
+def cli_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", nargs="?", default="table", choices=("table", "cost", "train"),
+                   help="table (default): the results-table cost rows of a family's trained pairs (the "
+                        "pipeline's call); cost: time, memory and FLOPs against n up to --max-n (JSON and PNG); "
+                        "train: meta-training throughput per regime (JSON)")
+    p.add_argument("--params", default=None, help="params YAML file (table: required; cost/train: the model "
+                   "section and B of the default recipe, params/default.yaml, when absent)")
+    p.add_argument("--family", default=None, help="family name from the params (table: required)")
+    p.add_argument("--models", default="data/models", help="checkpoint folder (default: data/models)")
+    p.add_argument("--device", default=None, help="auto, cpu or cuda (default: the params' device; cost/train: auto)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's default; train: 1)")
+    p.add_argument("--untrained", action="store_true",
+                   help="build the learners untrained from the params (cost depends on the architecture only)")
+    p.add_argument("--sizes", type=int, nargs="+", help="dataset sizes (default: evaluate.cost_sizes; cost: 256 .. --max-n)")
+    p.add_argument("--max-n", type=int, default=65536, help="cost: the largest n (doubling from 256)")
+    p.add_argument("--tasks", type=int, default=8, help="cost: tasks per rollout (default 8)")
+    p.add_argument("--repeats", type=int, default=3, help="cost: timed repeats while they fit 4 s (medians)")
+    p.add_argument("--time-cap", type=float, default=60.0, help="cost: skip one shot past this many seconds (extrapolated as n^2)")
+    p.add_argument("--memory-cap", type=float, default=8192.0, help="cost: skip one shot past this many MB")
+    p.add_argument("--iterative-threads", type=int, default=1, help="cost: CPU threads of the iterative rollouts")
+    p.add_argument("--iterations", type=int, default=20, help="train: timed iterations per run")
+    p.add_argument("--figure", default=None, help="cost: PNG path (default: the --out path with .png)")
+    p.add_argument("--out", default=None, help="table: cost rows (CSV; a summary JSON beside it); cost/train: JSON")
+
+
+def cli_main(args: argparse.Namespace) -> None:
+    from iai.utils import ConfigError
+
+    if args.what == "table":
+        if not (args.params and args.family and args.out):
+            raise ConfigError("bench: --params, --family and --out are required (or use `iai bench cost` / `train`)")
+        return _table_main(args)
+    start = time.perf_counter()
+    out = Path(args.out or f"bench_{args.what}.json")
+    if args.what == "cost":
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        sizes = args.sizes or [n for n in COST_SIZES + [2**i for i in range(17, 21)] if n <= args.max_n]
+        result = bench_cost(args.params, args.family, sizes, n_tasks=args.tasks, repeats=args.repeats,
+                            device=args.device or "auto", time_cap_s=args.time_cap, memory_cap_mb=args.memory_cap,
+                            threads=args.threads, iterative_threads=args.iterative_threads)
+        figure = Path(args.figure) if args.figure else out.with_suffix(".png")
+        plot_cost(result, figure)
+        for regime, r in result["regimes"].items():
+            print(f"{regime}: {r['iterative']} vs {r['one_shot']}")
+            print(f"{'n':>7} {'iter s':>9} {'1shot s':>9} {'iter MB':>8} {'1shot MB':>9} {'GFLOP it':>9} {'GFLOP 1s':>9}")
+            for i, n in enumerate(result["n"]):
+                os_s, os_mb = r["one_shot_s"][i], r["one_shot_peak_mb"][i]
+                print(f"{n:>7} {r['iterative_s'][i]:>9.4f} {'null' if os_s is None else f'{os_s:.4f}':>9} "
+                      f"{r['iterative_peak_mb'][i]:>8.1f} {'null' if os_mb is None else f'{os_mb:.1f}':>9} "
+                      f"{r['iterative_flops'][i] / 1e9:>9.3f} {r['one_shot_flops'][i] / 1e9:>9.1f}")
+            print("claim 6:", {k: (round(v, 3) if isinstance(v, float) else v)
+                               for k, v in result["claim6"]["regimes"][regime].items()})
+    else:
+        result = bench_train(args.params, args.family, args.iterations, args.device or "auto", args.threads or 1)
+    result["duration_s"] = round(time.perf_counter() - start, 2)
+    write_json(out, result)
+    print(f"wrote {out}" + (f" and {figure}" if args.what == "cost" else ""))

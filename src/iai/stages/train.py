@@ -1,11 +1,8 @@
 """``iai train``: greedy meta-training of one learned learner (a (family, learner) run from the params).
 
-Each iteration samples a fresh batch of tasks (seeded by ``derive_seed(seed, "train", family, name,
-iteration)``, never the bank stream), draws the rollout length k uniformly from 1..K_train, and
-rolls the learner over k mini-batches drawn by the evaluation's own :func:`iai.core.rollout.minibatch_indices`.
-The state is detached between steps, so no gradient crosses a step: each step is trained on the
-valid loss of the state it produces, and the k step losses are averaged. A one-shot learner takes a
-single step over a context of k * B points instead.
+Each iteration is :func:`iai.core.training.train_iteration` on a fresh batch of tasks (seeded by
+``derive_seed(seed, "train", family, name, iteration)``, never the bank stream); this module adds
+the optimizer, the schedule, logging and checkpoints.
 
 AdamW, linear warmup then cosine decay, gradient-norm clipping. On CUDA the step network runs under
 bf16 autocast. Outputs (all written atomically), under ``<out>/<family>/``:
@@ -24,9 +21,7 @@ import csv
 import io
 import json
 import logging
-import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,107 +29,21 @@ import torch
 from tqdm.auto import tqdm
 
 from iai.core.learners import build_learner, save_learner
-from iai.core.learners.base import detach
-from iai.core.rollout import SCHEDULES, gather_points, minibatch_indices
+from iai.core.training import TrainConfig, lr_factor, train_iteration
 from iai.core.tasks import TaskFamily, make_family
-from iai.utils import ConfigError, derive_seed, generator, resolve_device, torch_load, torch_save, write_json, write_text
+from iai.utils import ConfigError, derive_seed, resolve_device, torch_load, torch_save, write_json, write_text
 
 if TYPE_CHECKING:
     from iai.params import RunSpec
 
 log = logging.getLogger(__name__)
 LOG_COLUMNS = ("step", "loss", "lr", "tasks_per_s", "elapsed_s", "rollout_steps")
-TARGETS = ("observed", "noiseless")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Greedy meta-training settings (params ``train:``, merged per run).
-
-    ``target='noiseless'`` scores each step against the valid points' noiseless truth (the
-    regression function, or the teacher's class probabilities) instead of their sampled labels: the
-    same minimizer, with less variance per task (training tasks are synthetic, so the truth is known).
-    """
-
-    batch_size: int = 16
-    max_steps: int = 8
-    random_steps: bool = True
-    tasks_per_batch: int = 32
-    n_valid: int = 32
-    iterations: int = 1000
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup: int = 100
-    grad_clip: float = 1.0
-    schedule: str = "epochs"
-    target: str = "observed"
-    threads: int = 1
-    log_every: int = 50
-    checkpoint_every: int = 250
-
-    def __post_init__(self) -> None:
-        for name in ("batch_size", "max_steps", "tasks_per_batch", "n_valid", "iterations", "log_every",
-                     "checkpoint_every"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-                raise ConfigError(f"train.{name}: expected an integer >= 1, got {value!r}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"train.schedule: expected one of {list(SCHEDULES)}, got {self.schedule!r}")
-        if self.target not in TARGETS:
-            raise ConfigError(f"train.target: expected one of {list(TARGETS)}, got {self.target!r}")
-        if not (self.lr > 0 and self.grad_clip > 0 and self.weight_decay >= 0 and self.warmup >= 0
-                and self.threads >= 0):
-            raise ConfigError("train: lr and grad_clip must be > 0; weight_decay, warmup and threads >= 0")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"train: unknown key(s) {unknown}; expected some of {sorted(cls.__dataclass_fields__)}")
-        return cls(**values)
-
-
-def lr_factor(it: int, warmup: int, total: int) -> float:
-    """Linear warmup over ``warmup`` iterations, then cosine decay to zero at ``total``."""
-    if it < warmup:
-        return (it + 1) / warmup
-    progress = (it - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def model_paths(out: str | Path, family: str, name: str) -> dict[str, Path]:
     base = Path(out) / family
     return {"model": base / f"{name}.pt", "log": base / f"{name}.csv", "summary": base / f"{name}.json",
             "resume": base / f"{name}.resume.pt"}
-
-
-def train_iteration(learner, family: TaskFamily, tc: TrainConfig, seed: int, device: torch.device) -> tuple[float, int]:
-    """One optimizer iteration's forward and backward (gradients accumulate in ``learner``).
-
-    Returns (mean step loss, rollout length k). Each step's state is detached before the next step
-    reads it, so ``backward`` of step i reaches only step i's parameters use (and theta^(0) at i=1).
-    """
-    gen = generator(seed)
-    k = int(torch.randint(1, tc.max_steps + 1, (1,), generator=gen)) if tc.random_steps else tc.max_steps
-    n_train = k * tc.batch_size
-    one_shot = learner.mode == "one_shot"
-    steps, batch = (1, n_train) if one_shot else (k, tc.batch_size)
-    tasks = family.sample(tc.tasks_per_batch, n_train, tc.n_valid, gen).to(device)
-    target = tasks.f_valid if tc.target == "noiseless" else tasks.y_valid
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    state = learner.init(tasks.x_valid)
-    total = torch.zeros((), device=device)
-    stream = minibatch_indices(tc.tasks_per_batch, n_train, batch, steps, tc.schedule, gen)
-    for i, index in enumerate(stream):
-        if i:
-            state = detach(state)
-        with autocast:
-            state = learner.step(state, gather_points(tasks.x_train, index), gather_points(tasks.y_train, index))
-            pred = learner.predict(state, tasks.x_valid)
-        loss = family.loss(pred.float(), target).mean()
-        (loss / steps).backward()
-        total += loss.detach()
-    return total.item() / steps, k
 
 
 def _csv(rows: list[dict]) -> str:
