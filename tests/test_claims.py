@@ -196,3 +196,32 @@ def test_cost_pairs_by_regime_like_iai_bench():
     rows = [{**r, "value": 0.0} if r["mode"] == "iterative" and r["metric"] == "peak_memory_mb" else r for r in rows]
     c = claims.claim_cost(table(rows))
     assert c["verdict"] == "reproduced" and math.isnan(c["numbers"][0]["memory ratio"])
+
+
+def scaling(slope_it: float, slope_os: float, ratio: float, k: float = 1024.0) -> dict:
+    """A hand-made `iai bench cost` result: one regime's claim-6 numbers."""
+    regime = {"K_at_largest": k, "time_ratio_at_largest": ratio, "slope_iterative": slope_it,
+              "slope_one_shot": slope_os, "largest_n_both": int(16 * k), "flop_ratio_at_largest": 50.0,
+              "memory_ratio_at_largest": 120.0}
+    return {"claim6": {"regimes": {"parametric": regime}, "fit_range": [1024, 16384]}, "batch_size": 16,
+            "n": [256, 16384], "device_name": "test CPU"}
+
+
+@pytest.mark.parametrize("slope_it, slope_os, ratio, verdict", [
+    (0.95, 1.85, 11.0, "reproduced"),        # linear against quadratic, although R is far below K
+    (1.0, 1.0, 900.0, "reproduced"),         # R of order K
+    (1.0, 1.05, 1.2, "not reproduced"),      # both linear, no gain: the small-n regime
+    (1.6, 1.9, 3.0, "not reproduced"),       # iterating grows faster than linearly
+])
+def test_cost_claim_on_the_scaling_measurement(slope_it, slope_os, ratio, verdict):
+    got = claims.evaluate_claims(pd.DataFrame(columns=results.COLUMNS), cost_scaling=scaling(slope_it, slope_os, ratio))[5]
+    assert got["verdict"] == verdict, got
+    assert "test CPU" in got["test"]
+
+
+def test_the_scaling_measurement_replaces_the_tables_cost_rows():
+    df = cached_table()
+    with_rows = claims.evaluate_claims(df)[5]
+    with_scaling = claims.evaluate_claims(df, cost_scaling=scaling(1.0, 1.0, 1.1))[5]
+    assert with_scaling["verdict"] == "not reproduced" and "parametric: R = 1.1" in with_scaling["explanation"]
+    assert with_rows["explanation"] != with_scaling["explanation"]

@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = "params/test.yaml"
 DEFAULT = "params/default.yaml"
-TINY_JOBS = {"generate": 1, "train": 2, "evaluate": 4, "bench": 1, "merge": 1, "figures": 1, "report": 1, "all": 1}
+TINY_JOBS = {"generate": 1, "train": 2, "evaluate": 4, "bench": 1, "cost_scaling": 1, "merge": 1, "figures": 1, "report": 1,
+             "all": 1}
 
 
 def env() -> dict:
@@ -66,7 +67,7 @@ def test_lint_finds_nothing_but_the_missing_conda_envs(tmp_path):
     res = snakemake(workspace(tmp_path), "--lint")
     lints = re.findall(r"^\s+\* (.*?):?$", res.stdout + res.stderr, flags=re.M)
     rules = re.findall(r"^Lints for rule (\w+)", res.stdout + res.stderr, flags=re.M)
-    assert sorted(rules) == ["bench", "evaluate", "figures", "generate", "merge", "report", "train"]
+    assert sorted(rules) == ["bench", "cost_scaling", "evaluate", "figures", "generate", "merge", "report", "train"]
     assert set(lints) == {"Specify a conda environment or container for each rule."}, res.stdout + res.stderr
 
 

@@ -47,10 +47,43 @@ rule bench:
         " --out {output.table} > {log} 2>&1"
 
 
+rule cost_scaling:
+    """Claim 6 where attention dominates: `iai bench cost`, each regime's iterative learner against its
+    one-shot twin (untrained: cost depends on the architecture), n doubling to evaluate.cost_max_n.
+
+    It takes every core so that no other job runs beside it and disturbs the timings.
+    """
+    input:
+        code=CODE["bench"],
+    output:
+        json="data/results/eval/cost_scaling.json",
+        figure="data/results/eval/cost_scaling.png",
+    params:
+        file=PARAMS_FILE,
+        family=COST_SCALING_FAMILY,
+        max_n=RAW["evaluate"].get("cost_max_n", 16384),
+        repeats=RAW["evaluate"].get("cost_repeats", 3),
+        settings=settings(family=RAW["families"][COST_SCALING_FAMILY], model=RAW["model"], train=RAW["train"],
+                          runs=[r for r in RAW["runs"]
+                                if r["family"] == COST_SCALING_FAMILY and r["name"] in BENCH.get(COST_SCALING_FAMILY, [])],
+                          max_n=RAW["evaluate"].get("cost_max_n", 16384),
+                          repeats=RAW["evaluate"].get("cost_repeats", 3)),
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    log:
+        "logs/bench/cost_scaling.log",
+    shell:
+        "iai bench cost --params {params.file} --family {params.family} --max-n {params.max_n} --threads {threads}"
+        " --repeats {params.repeats}"
+        " --out {output.json} --figure {output.figure} > {log} 2>&1"
+
+
 rule evaluations:
-    """Every evaluation and cost table (the dvc.yaml stage `evaluate`)."""
+    """Every evaluation and cost table, and the cost scaling (the dvc.yaml stage `evaluate`)."""
     input:
         results_tables(),
+        "data/results/eval/cost_scaling.json",
 
 
 rule merge:

@@ -28,6 +28,7 @@ rule report:
         results="data/results/results.csv",
         figures=FIGURE_FILES,
         stage_info=stage_summaries(),
+        cost_scaling="data/results/eval/cost_scaling.json",
         code=CODE["report"],
     output:
         html="reports/index.html",
@@ -39,4 +40,5 @@ rule report:
         "logs/report.log",
     shell:
         "iai report --results {input.results} --figures reports/figures --params {params.file}"
-        " --stage-info {input.stage_info} --out {output.html} --metrics {output.metrics} > {log} 2>&1"
+        " --stage-info {input.stage_info} --cost-scaling {input.cost_scaling} --out {output.html}"
+        " --metrics {output.metrics} > {log} 2>&1"

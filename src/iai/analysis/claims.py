@@ -313,11 +313,49 @@ def claim_cost(df: pd.DataFrame, factor: float = 3.0, slope_tol: float = 0.3) ->
     return _result("6", title, test, "reproduced" if all(r["passes"] for r in recs) else "not reproduced", recs, text)
 
 
-def evaluate_claims(df: pd.DataFrame, options: dict | None = None) -> list[dict]:
+def claim_cost_scaling(scaling: dict, factor: float = 3.0, slope_tol: float = 0.3) -> dict:
+    """6. Iterating is about K times cheaper than one shot, judged where attention dominates.
+
+    ``scaling`` is the JSON of ``iai bench cost`` (one iterative learner per regime against its
+    one-shot twin, n doubling to tens of thousands; its ``claim6`` holds the fitted slopes and
+    ratios). The rule is :func:`claim_cost`'s, per regime at the largest n where both ran: the time
+    ratio R within K/factor .. K*factor, or log-log slopes of time within ``slope_tol`` of 2 (one
+    shot) and 1 (iterative) over the fitted range. Reproduced when every regime passes.
+    """
+    c6 = scaling["claim6"]
+    recs = []
+    for regime, r in c6["regimes"].items():
+        k, ratio = r["K_at_largest"], r["time_ratio_at_largest"]
+        s_it, s_os = r["slope_iterative"], r["slope_one_shot"]
+        if k is None or ratio is None:
+            continue
+        ok = (k / factor <= ratio <= k * factor) or (abs(s_os - 2) <= slope_tol and abs(s_it - 1) <= slope_tol)
+        recs.append({"regime": regime, "n": int(r["largest_n_both"]), "K = n/B": k, "time ratio R": ratio,
+                     "FLOP ratio": r["flop_ratio_at_largest"], "slope (iterative)": s_it, "slope (one-shot)": s_os,
+                     "memory ratio": r["memory_ratio_at_largest"], "passes": bool(ok)})
+    lo, hi = c6["fit_range"]
+    test = (f"`iai bench cost` ({scaling.get('device_name', scaling.get('device'))}): an iterative learner per regime "
+            f"(B = {scaling['batch_size']}) against its one-shot twin on the same tasks, n doubling to {max(scaling['n'])}. "
+            f"At the largest n where both ran: time ratio R = t_one_shot / t_iterative against K = n/B. Passes when "
+            f"K/{factor:g} <= R <= {factor:g}K, or when the log-log slopes of time against n over n = {lo}..{hi} are "
+            f"2 +- {slope_tol:g} (one shot) and 1 +- {slope_tol:g} (iterative). Reproduced when every regime passes.")
+    title = "Iterating is about K times cheaper than one shot over the same data"
+    if not recs:
+        return _result("6", title, test, "not measured", [], "the cost scaling measured no pair")
+    text = "; ".join(f"{r['regime']}: R = {r['time ratio R']:.3g} at n = {r['n']} (K = {r['K = n/B']:g}; counted FLOPs "
+                     f"{r['FLOP ratio']:.3g}), slopes {r['slope (one-shot)']:.2f} (one shot) vs {r['slope (iterative)']:.2f} "
+                     f"(iterative), peak memory ratio {r['memory ratio']:.3g}" for r in recs)
+    return _result("6", title, test, "reproduced" if all(r["passes"] for r in recs) else "not reproduced", recs, text)
+
+
+def evaluate_claims(df: pd.DataFrame, options: dict | None = None, cost_scaling: dict | None = None) -> list[dict]:
     """All six claims; ``options`` (the params' ``report:`` section) may set ``significance``
-    (z, default 2), ``history_tolerance`` (0.10), ``cost_factor`` (3) and ``cost_slope_tolerance`` (0.3)."""
+    (z, default 2), ``history_tolerance`` (0.10), ``cost_factor`` (3) and ``cost_slope_tolerance`` (0.3).
+    With ``cost_scaling`` (the JSON of ``iai bench cost``) claim 6 is judged on it, where attention
+    dominates; without it, on the table's own cost rows."""
     o = options or {}
     z = float(o.get("significance", 2.0))
+    factor, tol = float(o.get("cost_factor", 3.0)), float(o.get("cost_slope_tolerance", 0.3))
+    cost = claim_cost_scaling(cost_scaling, factor, tol) if cost_scaling else claim_cost(df, factor, tol)
     return [claim_more_steps(df, z), claim_signal(df, z), claim_parametric_explicit(df, z),
-            claim_history(df, z, float(o.get("history_tolerance", 0.10))), claim_logits(df, z),
-            claim_cost(df, float(o.get("cost_factor", 3.0)), float(o.get("cost_slope_tolerance", 0.3)))]
+            claim_history(df, z, float(o.get("history_tolerance", 0.10))), claim_logits(df, z), cost]

@@ -150,8 +150,10 @@ def load_table(path: str | Path, params=None) -> pd.DataFrame:
 
 
 def build(results_path: str | Path, figures_dir: str | Path, out: str | Path, metrics_path: str | Path | None,
-          params_path: str | Path | None = None, stage_info: list | None = None) -> dict:
-    """Write the report (and metrics); returns the claims."""
+          params_path: str | Path | None = None, stage_info: list | None = None,
+          cost_scaling: str | Path | None = None) -> dict:
+    """Write the report (and metrics); returns the claims. ``cost_scaling``: the JSON of
+    ``iai bench cost``, on which claim 6 is then judged."""
     params = None
     if params_path:
         from iai.params import load_params
@@ -159,7 +161,14 @@ def build(results_path: str | Path, figures_dir: str | Path, out: str | Path, me
         params = load_params(params_path)
     df = load_table(results_path, params)
     figs, stages = figure_entries(figures_dir, out), read_stage_info(stage_info or [])  # fail before the work
-    claims = evaluate_claims(df, params.report if params else None)
+    scaling = None
+    if cost_scaling:
+        try:
+            scaling = json.loads(Path(cost_scaling).read_text())
+            scaling["claim6"]["regimes"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ConfigError(f"--cost-scaling: {cost_scaling}: expected the JSON of `iai bench cost` ({err})") from err
+    claims = evaluate_claims(df, params.report if params else None, scaling)
     context = {
         "results_path": str(results_path), "results_sha": file_sha256(results_path)[:12], "rows": len(df),
         "params_path": str(params_path) if params_path else None,
@@ -179,11 +188,12 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", help="params YAML (shown in the report; checks learner and family names)")
     p.add_argument("--stage-info", nargs="*", default=[], metavar="JSON",
                    help="stage summary JSON files (durations, devices) written beside the stages' outputs")
+    p.add_argument("--cost-scaling", metavar="JSON", help="`iai bench cost` output: claim 6 is judged on it")
     p.add_argument("--out", default="reports/index.html", help="report HTML (default: reports/index.html)")
     p.add_argument("--metrics", default="reports/metrics.json", help="headline numbers for `dvc metrics`")
 
 
 def cli_main(args: argparse.Namespace) -> None:
-    out = build(args.results, args.figures, args.out, args.metrics, args.params, args.stage_info)
+    out = build(args.results, args.figures, args.out, args.metrics, args.params, args.stage_info, args.cost_scaling)
     verdicts = ", ".join(f"{c['claim']}: {c['verdict']}" for c in out["claims"])
     print(f"wrote {args.out} and {args.metrics} (claims {verdicts})")

@@ -34,7 +34,7 @@ from iai.params import Params, load_params
 from iai.core.results import COLUMNS, to_frame, write
 from iai.core.rollout import rollout
 from iai.core.training import TrainConfig, train_iteration
-from iai.utils import derive_seed, describe_device, resolve_device, write_json
+from iai.utils import atomic_path, derive_seed, describe_device, resolve_device, write_json
 
 _STATUS = Path("/proc/self/status")
 
@@ -417,7 +417,8 @@ def plot_cost(result: dict, path: str | Path) -> None:
                  f"{result['device_name']}", fontsize=9)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:  # a killed run leaves no half-written figure
+        fig.savefig(tmp, dpi=110, format="png", metadata={"Software": None})
     plt.close(fig)
 
 
