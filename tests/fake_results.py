@@ -255,6 +255,18 @@ def cached_table() -> pd.DataFrame:
     return _CACHE["table"].copy()
 
 
+def fake_histories() -> pd.DataFrame:
+    """Training logs (``iai train``'s CSV columns) of two linreg runs: one converged, one still falling."""
+    import numpy as np
+
+    steps = np.arange(50, 1001, 50)
+    rows = [{"family": "linreg", "learner": name, "step": s, "loss": loss, "lr": 1e-3, "tasks_per_s": 500.0,
+             "elapsed_s": s / 25, "rollout_steps": 4.5}
+            for name, curve in (("parametric_obs", lambda s: 0.5 + 2 / s), ("implicit_logits", lambda s: 40 / s))
+            for s in steps for loss in [curve(s)]]
+    return pd.DataFrame(rows)
+
+
 def cached_figures() -> str:
     """Every figure drawn once per test session from the fake table, in a temporary folder."""
     if "figures" not in _CACHE:
@@ -266,7 +278,7 @@ def cached_figures() -> str:
 
         out = tempfile.mkdtemp(prefix="iai-figures-")
         atexit.register(shutil.rmtree, out, ignore_errors=True)
-        draw_all(cached_table(), out)
+        draw_all(cached_table(), out, histories=fake_histories())
         _CACHE["figures"] = out
     return _CACHE["figures"]
 

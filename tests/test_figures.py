@@ -113,3 +113,25 @@ def test_cli_writes_the_fixed_list_even_when_rows_are_absent(tmp_path, capsys):
     results.write(df[df.regime == "exact"], tmp_path / "r.csv")
     assert cli.main(["figures", "--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "figs")]) == 0
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(figures.FIGURES)
+
+
+def test_training_curves_come_from_the_histories_and_say_not_measured_without(tmp_path):
+    from fake_results import fake_histories
+
+    df = cached_table()
+    styles = learner_styles(df)
+    fig = figures.fig_training(df, styles, fake_histories())
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "training iteration"
+    assert {line.get_label() for line in ax.get_lines()} == {"parametric_obs", "implicit_logits"}
+    figures.plt.close(fig)
+    fig = figures.fig_training(df, styles, None)
+    assert any("not measured in this run" in t for t in texts(fig))
+    figures.plt.close(fig)
+    # read from the folder layout `iai train` writes: <models>/<family>/<learner>.csv
+    for (fam, learner), g in fake_histories().groupby(["family", "learner"]):
+        (tmp_path / fam).mkdir(exist_ok=True)
+        g.drop(columns=["family", "learner"]).to_csv(tmp_path / fam / f"{learner}.csv", index=False)
+    (tmp_path / "linreg" / "notes.csv").write_text("a,b\n1,2\n")  # not a training log: ignored
+    got = figures.read_histories(tmp_path)
+    assert set(got.learner) == {"parametric_obs", "implicit_logits"} and len(got) == len(fake_histories())

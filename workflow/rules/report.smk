@@ -5,6 +5,7 @@ rule figures:
     """The fixed list of figures of iai.analysis.captions.FIGURES, drawn from the results table."""
     input:
         results="data/results/results.csv",
+        histories=[f"data/models/{f}/{l}.csv" for f, l in RUNS],
         code=CODE["figures"],
     output:
         [
@@ -19,7 +20,8 @@ rule figures:
     log:
         "logs/figures.log",
     shell:
-        "iai figures --results {input.results} --params {params.file} --out reports/figures > {log} 2>&1"
+        "iai figures --results {input.results} --params {params.file} --models data/models --out reports/figures"
+        " > {log} 2>&1"
 
 
 rule report:

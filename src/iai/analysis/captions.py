@@ -19,6 +19,9 @@ FIGURES = {
     "regimes.png": "Parametric vs explicit vs implicit: the learned iterative (Markovian) learners of each regime "
                    "against n (split id, final step); regression as a ratio to the Bayes excess risk, classification "
                    "as the error rate above MAP's.",
+    "training.png": "Meta-training loss (mean over the logged iterations, on the valid points of fresh tasks) "
+                    "against training iterations, per family and learned run: a curve still falling at its end "
+                    "means the run stopped before converging, so its numbers are a budget's, not the method's.",
     "cost.png": "Measured wall time and peak memory of the iterative learner and its one-shot counterpart "
                 "(context all) against n, log-log, with fitted slopes; grey guides show wall time growing as n and n².",
 }

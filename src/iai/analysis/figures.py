@@ -259,12 +259,48 @@ def fig_cost(df: pd.DataFrame, styles: dict, contexts: dict):
     return fig
 
 
+def read_histories(models_dir: str | Path) -> pd.DataFrame:
+    """Every training history ``<models_dir>/<family>/<learner>.csv`` (``iai train``'s log: step, loss,
+    lr, tasks_per_s, elapsed_s, rollout_steps) as one table with ``family`` and ``learner`` columns."""
+    frames = []
+    for path in sorted(Path(models_dir).glob("*/*.csv")):
+        h = pd.read_csv(path)
+        if {"step", "loss", "elapsed_s"} <= set(h.columns):
+            frames.append(h.assign(family=path.parent.name, learner=path.stem))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def fig_training(df: pd.DataFrame, styles: dict, histories: pd.DataFrame | None):
+    """Training loss against iterations per family: is a learner still improving when training stops?"""
+    if histories is None or histories.empty:
+        return not_measured("training.png", "needs the training histories (`iai figures --models data/models`)")
+    label = {r.learner: r.label for r in tag(df).drop_duplicates("learner").itertuples()}
+    fams = sorted(histories.family.unique())
+    fig, axes = grid(len(fams), ncols=3, w=max(4.6, 11.0 / min(3, len(fams))), h=3.3)  # page width at least
+    for ax, fam in zip(axes, fams):
+        h = histories[histories.family == fam]
+        for learner, g in h.groupby("learner", sort=True):
+            lab = label.get(learner, learner)
+            style = {k: v for k, v in plain(styles.get(lab, {})).items() if k not in ("marker", "ms")}
+            ax.plot(g.step, g.loss, label=lab, **style)
+        if (h.loss > 0).all():
+            ax.set_yscale("log")
+        seconds = h.groupby("learner").elapsed_s.max()
+        ax.set(xlabel="training iteration", ylabel="loss on fresh tasks' valid points",
+               title=f"{fam}  (longest run {seconds.max():.0f} s)")
+    legend(fig, axes, styles)
+    fig.suptitle("Meta-training: loss against iterations (logged means; fresh tasks every iteration)", weight="bold")
+    return fig
+
+
 DRAW = {"error_vs_n.png": fig_error_vs_n, "error_vs_steps.png": fig_error_vs_steps, "id_vs_ood.png": fig_id_vs_ood,
         "signal_vs_dim.png": fig_signal_vs_dim, "regimes.png": fig_regimes, "cost.png": fig_cost}
 
 
-def draw_all(df: pd.DataFrame, out: str | Path, train_context: dict | int | None = None) -> dict[str, Path]:
-    """Write every figure of :data:`FIGURES` under ``out``; returns name -> path."""
+def draw_all(df: pd.DataFrame, out: str | Path, train_context: dict | int | None = None,
+             histories: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Write every figure of :data:`FIGURES` under ``out`` (``histories``: :func:`read_histories`, for
+    the training curves); returns name -> path."""
     out = Path(out)
     default = train_context if isinstance(train_context, dict) else {}
     contexts = {f: training_context(df, f, default.get(f, train_context if isinstance(train_context, int) else None))
@@ -273,7 +309,7 @@ def draw_all(df: pd.DataFrame, out: str | Path, train_context: dict | int | None
     paths = {}
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
         for name in FIGURES:
-            fig = DRAW[name](df, styles, contexts)
+            fig = fig_training(df, styles, histories) if name == "training.png" else DRAW[name](df, styles, contexts)
             save(fig, out / name)
             paths[name] = out / name
             log.info("wrote %s", out / name)
@@ -298,6 +334,7 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="data/results/results.csv", help="results table (CSV)")
     p.add_argument("--out", default="reports/figures", help="folder for the PNGs (default: reports/figures)")
     p.add_argument("--params", help="params YAML: checks learner names, gives the training context size")
+    p.add_argument("--models", help="checkpoint folder with the training histories (<family>/<learner>.csv)")
 
 
 def cli_main(args: argparse.Namespace) -> None:
@@ -307,5 +344,6 @@ def cli_main(args: argparse.Namespace) -> None:
 
         params = load_params(args.params)
     df = results.read(args.results, known_learners(params) if params else None)
-    paths = draw_all(df, args.out, params_context(params) if params else None)
+    histories = read_histories(args.models) if args.models else None
+    paths = draw_all(df, args.out, params_context(params) if params else None, histories)
     print(f"wrote {len(paths)} figures to {args.out}")
