@@ -23,14 +23,9 @@ from iai.core.learners import build_learner
 from iai.core.learners.classical import GradientLearner
 from iai.core.learners.exact import ConjugateLinearRegression, KNNLearner, MAPLearner
 from iai.core.rollout import rollout
-from iai.core.tasks import make_family
 from iai.params import RunSpec
 
-MODEL = {"width": 32, "depth": 2, "heads": 4, "ff": 64}
-TRAIN = {"batch_size": 8, "max_steps": 3}
-LINREG = make_family("linear_regression", dim=4, noise_std=0.5)
-LOGREG = make_family("linear_classification", dim=4, n_classes=3)
-MLPREG = make_family("nonlinear_regression", dim=3, hidden=5)
+from test_learned_learners import LINREG, LOGREG, MLPREG, MODEL, TRAIN  # the same small families and sizes
 
 LEARNED = {
     "parametric_obs": (LINREG, {"regime": "parametric", "signal": "obs"}),

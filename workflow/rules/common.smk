@@ -25,6 +25,8 @@ BENCH = {f: [name for pair in cost_pairs(PARAMS, f) for name in pair]
 BENCH = {f: names for f, names in BENCH.items() if names}  # families with an (iterative, one-shot) pair
 # the family whose learners `iai bench cost` measures for claim 6: the first cost family with a pair
 COST_SCALING_FAMILY = next(iter(BENCH), FAMILIES[0])
+COST_MAX_N = RAW["evaluate"].get("cost_max_n", 16384)  # the largest n of `iai bench cost`
+COST_REPEATS = RAW["evaluate"].get("cost_repeats", 3)
 FIGURE_FILES = [f"reports/figures/{name}" for name in FIGURES]
 
 for family in set(RAW["evaluate"].get("cost_families", [])) - set(FAMILIES):

@@ -61,13 +61,12 @@ rule cost_scaling:
     params:
         file=PARAMS_FILE,
         family=COST_SCALING_FAMILY,
-        max_n=RAW["evaluate"].get("cost_max_n", 16384),
-        repeats=RAW["evaluate"].get("cost_repeats", 3),
+        max_n=COST_MAX_N,
+        repeats=COST_REPEATS,
         settings=settings(family=RAW["families"][COST_SCALING_FAMILY], model=RAW["model"], train=RAW["train"],
                           runs=[r for r in RAW["runs"]
                                 if r["family"] == COST_SCALING_FAMILY and r["name"] in BENCH.get(COST_SCALING_FAMILY, [])],
-                          max_n=RAW["evaluate"].get("cost_max_n", 16384),
-                          repeats=RAW["evaluate"].get("cost_repeats", 3)),
+                          max_n=COST_MAX_N, repeats=COST_REPEATS),
     threads: workflow.cores
     resources:
         gpu=1,

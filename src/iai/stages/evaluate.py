@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from iai.params import Params, load_params
 from iai.core.learners.references import REFERENCE_NAMES, applies, reference_learner

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from iai import __version__
-from iai.params import FamilySpec, Params, load_params
+from iai.params import Params, load_params
 from iai.core.tasks import TaskBatch, TaskFamily, build_family
 from iai.core.tasks.bank import save_bank
 from iai.utils import derive_seed, file_sha256, write_json
