@@ -120,6 +120,45 @@ def cost_rows(fam_name: str = "linreg") -> list[dict]:
     return rows
 
 
+def expand_tasks(summary: pd.DataFrame, n_tasks: int = 16, learned_seeds: int = 3) -> pd.DataFrame:
+    """Summary rows -> per-task rows whose summary is exactly those rows again.
+
+    Each (family, split, n, metric) cell gets one fixed pattern z over its tasks (mean 0, sd 1), shared by
+    every learner in it (learners on the same bank tasks are correlated: the pairing), and each task's
+    value is ``value + sem * sqrt(T) * z``; learned learners get ``learned_seeds`` seeds spread by +-2%
+    around it (mean exactly the value)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    df = summary.reset_index(drop=True)
+    cell = df.family + "|" + df.split + "|" + df.n_train.astype(str) + "|" + df.metric
+    z = {}
+    for c in sorted(cell.unique()):
+        draw = rng.standard_normal(n_tasks)
+        z[c] = (draw - draw.mean()) / draw.std(ddof=1)
+    seeds = np.where(df.regime.isin(["parametric", "implicit", "explicit"]), learned_seeds, 1)
+    rep = df.loc[df.index.repeat(seeds * n_tasks)].reset_index()
+    within = rep.groupby("index").cumcount().to_numpy()
+    rep["seed"], rep["task"] = within // n_tasks, within % n_tasks
+    pattern = np.stack([z[c] for c in cell])[rep["index"], rep["task"]]
+    sem = rep["sem"].fillna(0.0).to_numpy()
+    spread = np.where(seeds[rep["index"]] > 1, 0.02 * (rep["seed"] - (seeds[rep["index"]] - 1) / 2), 0.0)
+    rep["value"] = (rep["value"] + sem * np.sqrt(n_tasks) * pattern) * (1 + spread)
+    return results.task_frame(rep)
+
+
+def write_tables(df: pd.DataFrame, path) -> None:
+    """``df`` as the pipeline writes it: the summary at ``path`` and its per-task table beside it."""
+    results.write(df, path)
+    results.write_tasks(expand_tasks(df[~df.metric.isin(results.COST_METRICS)]), Path(path).with_name("per_task.parquet"))
+
+
+def fake_tasks(n_tasks: int = 16) -> pd.DataFrame:
+    """The per-task table of :func:`fake_table` (quality rows; cost rows are measurements, not per task)."""
+    df = fake_table(n_tasks)
+    return expand_tasks(df[~df.metric.isin(results.COST_METRICS)])
+
+
 def fake_table(n_tasks: int = 16) -> pd.DataFrame:
     """The whole table: four families, every split, references, learned learners, cost rows."""
     rows: list[dict] = []
@@ -253,6 +292,14 @@ def cached_table() -> pd.DataFrame:
         torch.set_num_threads(1)
         _CACHE["table"] = fake_table()
     return _CACHE["table"].copy()
+
+
+def cached_tasks() -> pd.DataFrame:
+    """The per-task table of the fake table, built once per test session (a copy each call)."""
+    if "tasks" not in _CACHE:
+        df = cached_table()
+        _CACHE["tasks"] = expand_tasks(df[~df.metric.isin(results.COST_METRICS)])
+    return _CACHE["tasks"].copy()
 
 
 def fake_histories() -> pd.DataFrame:

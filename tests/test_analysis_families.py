@@ -8,14 +8,13 @@ from pathlib import Path
 
 import matplotlib.text
 import numpy as np
-import pytest
 import yaml
 
 from iai import cli
 from iai.analysis import claims, figures, report, selection
 from iai.analysis.plotting import learner_styles, y_axis
 from iai.core import results
-from fake_results import (IMPLICIT_FAMILIES, cached_table, implicit_only_table, with_implicit_only)
+from fake_results import IMPLICIT_FAMILIES, cached_table, implicit_only_table, with_implicit_only, write_tables
 
 BASE = dict(family="scm", kind="causal_order", dim=5, split="id", regime="implicit", learner="implicit",
             signal="obs", state="logits", history=0, mode="iterative", context="all", batch_size=16, n_train=64,
@@ -71,53 +70,6 @@ def test_prediction_drops_only_the_implicit_only_families():
 
 
 # ---------------------------------------------------------------------------- claims
-
-
-def test_compare_respects_the_direction():
-    a = table([dict(value=0.9)]).assign(label="A").iloc[0]
-    b = table([dict(value=0.6)]).assign(label="B").iloc[0]
-    assert claims.compare(a, b)["outcome"] == "win" and claims.compare(b, a)["outcome"] == "loss"
-    a, b = a.copy(), b.copy()
-    a["metric"] = b["metric"] = "mmd"
-    assert claims.compare(a, b)["outcome"] == "loss" and claims.compare(b, a)["outcome"] == "win"
-
-
-@pytest.mark.parametrize("values, verdict, outcome", [([0.6, 0.75, 0.9], "reproduced", "win"),
-                                                      ([0.9, 0.75, 0.6], "not reproduced", "loss")])
-def test_higher_edge_accuracy_with_more_steps_counts_as_improving(values, verdict, outcome):
-    rows = curve(values) + curve(values, split="ood_larger")
-    c = claims.claim_more_steps(table(rows))
-    assert c["verdict"] == verdict and {r["outcome"] for r in c["numbers"]} == {outcome}
-    assert all(r["where"].startswith("implicit") for r in c["numbers"])
-    assert "final step vs step 1, implicit: better in" in c["explanation"]
-
-
-@pytest.mark.parametrize("values, verdict", [([0.3, 0.1, -0.002], "reproduced"), ([-0.002, 0.1, 0.3], "not reproduced")])
-def test_lower_mmd_with_more_steps_counts_as_improving(values, verdict):
-    gen = dict(family="mog", kind="mixture_generation", dim=2, metric="mmd", state="hidden")
-    assert claims.claim_more_steps(table(curve(values, **gen)))["verdict"] == verdict
-
-
-def test_one_shot_with_higher_edge_accuracy_beats_the_iterative_learner():
-    one_shot = [dict(learner="icl_oneshot", mode="one_shot", context="capped", step=1, batch_size=64, value=v)
-                for v in (0.99,)]
-    c = claims.claim_more_steps(table(curve([0.6, 0.75, 0.9]) + one_shot))
-    vs = [r for r in c["numbers"] if "one-shot" in r["where"]]
-    assert len(vs) == 1 and vs[0]["outcome"] == "loss" and c["verdict"] == "not reproduced"
-
-
-def test_the_new_families_are_in_claim_1_and_do_not_disturb_claims_2_to_6():
-    plain, mixed = cached_table(), with_implicit_only(cached_table())
-    before, after = claims.evaluate_claims(plain), claims.evaluate_claims(mixed)
-    assert before[1:] == after[1:]  # the scm rows would help claim 4, fail claims 5 and 6 if they counted
-    fams = {r["family"] for r in after[0]["numbers"]}
-    assert set(IMPLICIT_FAMILIES) <= fams and fams - set(IMPLICIT_FAMILIES) == {r["family"] for r in before[0]["numbers"]}
-    new = [r for r in after[0]["numbers"] if r["family"] in IMPLICIT_FAMILIES]
-    assert new and {r["outcome"] for r in new} == {"win"}
-    assert {r["where"] for r in new} == {"implicit: final step vs step 1", "iterative (final step) vs one-shot (capped)"}
-    assert after[0]["verdict"] == before[0]["verdict"] == "reproduced"
-    only = claims.evaluate_claims(implicit_only_table())
-    assert only[0]["verdict"] == "reproduced" and {c["verdict"] for c in only[1:]} == {"not measured"}
 
 
 # ---------------------------------------------------------------------------- figures
@@ -212,7 +164,7 @@ def test_mixed_table_figures_hold_every_family(tmp_path):
 
 def test_report_lists_the_new_families_and_respects_the_direction(tmp_path):
     df = with_implicit_only(cached_table())
-    results.write(df, tmp_path / "results.csv")
+    write_tables(df, tmp_path / "results.csv")
     figures.draw_all(df, tmp_path / "figs")
     out = report.build(tmp_path / "results.csv", tmp_path / "figs", tmp_path / "index.html", tmp_path / "metrics.json")
     text = (tmp_path / "index.html").read_text()
@@ -229,7 +181,8 @@ def test_report_lists_the_new_families_and_respects_the_direction(tmp_path):
     assert scm["learners"]["random_order"]["minus_sink_search"] < 0
     assert mog["learners"]["implicit"]["minus_true_samples"] > 0 and mog["learners"]["true_samples"]["value"] < 0
     assert "ratio_to_bayes" in m["families"]["linreg"]["learners"]["bayes"]
-    assert [c["verdict"] for c in out["claims"]] == [c["verdict"] for c in claims.evaluate_claims(df)]
+    tasks = results.read_tasks(tmp_path / "per_task.parquet")
+    assert [c["verdict"] for c in out["claims"]] == [c["verdict"] for c in claims.evaluate_claims(tasks)]
 
 
 def test_final_table_bolds_the_highest_edge_accuracy():

@@ -131,9 +131,9 @@ def test_order_learner_trains_saves_and_runs_on_larger_graphs(tmp_path, mode, st
     run = RunSpec("scm", "ord", {"regime": "implicit", "mode": mode, "state": state}, MODEL, TRAIN)
     summary = train_run(run, fam, tmp_path, seed=0, device="cpu", progress=False)
     assert math.isfinite(summary["final_loss"])
-    learner = load_learner(tmp_path / "scm" / "ord.pt")
+    learner = load_learner(tmp_path / "scm" / "ord" / "seed0.pt")
     big = fam.variant(dim=9)
-    learner = load_learner(tmp_path / "scm" / "ord.pt", big)  # graph size is not part of the structure
+    learner = load_learner(tmp_path / "scm" / "ord" / "seed0.pt", big)  # graph size is not part of the structure
     tasks = big.sample(4, 16, 1, 0)
     rec = rollout(learner, big, tasks, batch_size=8 if mode == "iterative" else 16)
     assert {r["metric"] for r in rec} == {"edge_accuracy", "valid_order"}

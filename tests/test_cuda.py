@@ -76,7 +76,7 @@ def test_training_on_cuda_with_bf16_autocast_lowers_the_loss_and_loads_on_cpu(tm
     import csv
     rows = list(csv.DictReader(open(tmp_path / "linreg" / "pb.csv")))
     assert float(rows[-1]["loss"]) < 0.7 * float(rows[0]["loss"])
-    learner = load_learner(tmp_path / "linreg" / "pb.pt", family, "cpu")
+    learner = load_learner(tmp_path / "linreg" / "pb" / "seed0.pt", family, "cpu")
     tasks = family.sample(8, 32, 8, 3)
     assert all(math.isfinite(v) for v in metrics(learner, family, tasks, "cpu").values())
 

@@ -128,10 +128,12 @@ def test_training_curves_come_from_the_histories_and_say_not_measured_without(tm
     fig = figures.fig_training(df, styles, None)
     assert any("not measured in this run" in t for t in texts(fig))
     figures.plt.close(fig)
-    # read from the folder layout `iai train` writes: <models>/<family>/<learner>.csv
+    # read from the folder layout `iai train` writes: <models>/<family>/<learner>/seed<S>.csv
     for (fam, learner), g in fake_histories().groupby(["family", "learner"]):
-        (tmp_path / fam).mkdir(exist_ok=True)
-        g.drop(columns=["family", "learner"]).to_csv(tmp_path / fam / f"{learner}.csv", index=False)
-    (tmp_path / "linreg" / "notes.csv").write_text("a,b\n1,2\n")  # not a training log: ignored
+        for seed in (0, 1):
+            (tmp_path / fam / learner).mkdir(parents=True, exist_ok=True)
+            g.drop(columns=["family", "learner"]).to_csv(tmp_path / fam / learner / f"seed{seed}.csv", index=False)
+    (tmp_path / "linreg" / "parametric_obs" / "notes.csv").write_text("a,b\n1,2\n")  # not a training log: ignored
     got = figures.read_histories(tmp_path)
-    assert set(got.learner) == {"parametric_obs", "implicit_logits"} and len(got) == len(fake_histories())
+    assert set(got.learner) == {"parametric_obs", "implicit_logits"} and len(got) == 2 * len(fake_histories())
+    assert set(got.seed) == {0, 1}

@@ -122,7 +122,7 @@ def test_flow_learner_trains_generates_and_reloads(tmp_path, mode):
     run = RunSpec("mog", "flow", {**FLOW, "mode": mode}, MODEL, TRAIN)
     summary = train_run(run, fam, tmp_path, seed=0, device="cpu", progress=False)
     assert math.isfinite(summary["final_loss"]) and summary["regime"] == "implicit"
-    learner = load_learner(tmp_path / "mog" / "flow.pt", fam.variant(n_components=6))
+    learner = load_learner(tmp_path / "mog" / "flow" / "seed0.pt", fam.variant(n_components=6))
     tasks = fam.sample(4, 16, 8, 1)
     rec = rollout(learner, fam, tasks, batch_size=8 if mode == "iterative" else 16)
     assert {r["metric"] for r in rec} == {"mmd", "sample_nll", "cfm_loss"}
@@ -134,7 +134,7 @@ def test_flow_learner_trains_generates_and_reloads(tmp_path, mode):
     pred = learner.predict(state, tasks.x_valid)
     assert pred[..., :2].isfinite().all() and pred[..., 2:].isnan().all()
     with pytest.raises(ConfigError, match="different kind or predictor shape"):
-        load_learner(tmp_path / "mog" / "flow.pt", fam.variant(dim=3))
+        load_learner(tmp_path / "mog" / "flow" / "seed0.pt", fam.variant(dim=3))
 
 
 def test_image_generation_tasks_are_one_class_each():

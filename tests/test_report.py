@@ -10,11 +10,10 @@ import pytest
 
 from iai import cli
 from iai.analysis import report
-from iai.core import results
 from iai.analysis.claims import evaluate_claims
 from iai.analysis.figures import FIGURES
 from iai.utils import ConfigError
-from fake_results import cached_figures, cached_table, fake_params
+from fake_results import cached_figures, cached_table, cached_tasks, fake_params, write_tables
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
 
@@ -46,7 +45,7 @@ class Page(HTMLParser):
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
-    results.write(cached_table(), root / "results.csv")
+    write_tables(cached_table(), root / "results.csv")
     fake_params(root / "params.yaml")
     (root / "train.json").write_text(json.dumps({"stage": "train", "family": "linreg", "learner": "parametric_obs",
                                                  "duration_s": 181.25, "device": "cpu", "config": {"width": 64}}))
@@ -80,7 +79,7 @@ def test_report_renders_and_links_every_figure(inputs, tmp_path):
         assert caption in text
     for c in claims:
         assert f"Claim {c['claim']}: {c['title']}" in text and c["test"] in text
-    assert [c["verdict"] for c in claims] == [c["verdict"] for c in evaluate_claims(cached_table())]
+    assert [c["verdict"] for c in claims] == [c["verdict"] for c in evaluate_claims(cached_tasks(), {"train_context": 128})]
     assert "181.2" in text and "NVIDIA H100" in text and "params.yaml" in text and "git commit" in text
 
 
@@ -99,14 +98,14 @@ def test_metrics_are_deterministic_and_hold_the_headlines(inputs, tmp_path):
     assert "ratio_to_bayes" not in m["families"]["logreg"]["learners"]["map"]
 
 
-def test_without_learned_rows_every_claim_is_not_measured(inputs, tmp_path):
+def test_without_learned_rows_every_claim_is_inconclusive(inputs, tmp_path):
     df = cached_table()
-    results.write(df[df.regime.isin(["exact", "classical"])], tmp_path / "refs.csv")
+    write_tables(df[df.regime.isin(["exact", "classical"])], tmp_path / "refs.csv")
     build(inputs, tmp_path, results_path=tmp_path / "refs.csv", stage_info=[], params_path=None)
     m = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(m["claims"].values()) == {"not measured"}
+    assert {c["verdict"] for c in m["claims"].values()} == {"inconclusive"}
     text = (tmp_path / "index.html").read_text()
-    assert text.count("v-not-measured") >= 12 and "No stage summaries were given" in text
+    assert text.count("v-inconclusive") >= 12 and "No stage summaries were given" in text
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -137,5 +136,5 @@ def test_missing_figure_and_bad_stage_info_are_named(inputs, tmp_path):
 def test_cli_prints_the_verdicts(inputs, tmp_path, capsys):
     code = cli.main(["report", "--results", str(inputs / "results.csv"), "--figures", cached_figures(),
                      "--out", str(tmp_path / "r" / "index.html"), "--metrics", str(tmp_path / "r" / "m.json")])
-    assert code == 0 and "1: reproduced" in capsys.readouterr().out
+    assert code == 0 and "2: reproduced" in capsys.readouterr().out
     assert (tmp_path / "r" / "index.html").is_file() and (tmp_path / "r" / "m.json").is_file()

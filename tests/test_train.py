@@ -14,7 +14,7 @@ from iai.core.learners import build_learner, load_learner, read_checkpoint
 from iai.params import RunSpec
 from iai.core.rollout import rollout
 from iai.core.tasks import make_family
-from iai.core.training import lr_factor
+from iai.core.training import TaskPool, TrainConfig, lr_factor
 from iai.stages.train import model_paths, train_run
 from iai.utils import ConfigError
 
@@ -71,6 +71,70 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path):
     rows_b = list(csv.DictReader(open(paths["log"])))
     assert [(r["step"], r["loss"], r["lr"]) for r in rows_a] == [(r["step"], r["loss"], r["lr"]) for r in rows_b]
     assert [int(r["step"]) for r in rows_b] == list(range(2, 15, 2))
+
+
+def test_the_pool_trains_every_depth_equally_often():
+    # pool of 6 with K_train = 3: two tasks at each depth every iteration, from the first one
+    tc = TrainConfig.from_dict({**TRAIN, "sampler": "pool", "tasks_per_batch": 6})
+    learner = build_learner(RunSpec("linreg", "p", {"regime": "parametric", "signal": "both"}, MODEL, TRAIN), FAMILY)
+    pool = TaskPool(tc.tasks_per_batch)
+    counts = torch.zeros(tc.max_steps + 1, dtype=torch.long)
+    for it in range(7):
+        loss, depth = pool.advance(learner, FAMILY, tc, 100 + it, torch.device("cpu"))
+        assert torch.isfinite(torch.tensor(loss)) and depth == pytest.approx(2.0)
+        assert torch.bincount(pool.depth, minlength=tc.max_steps + 1)[1:].tolist() == [2, 2, 2]
+        counts += torch.bincount(pool.depth, minlength=tc.max_steps + 1)
+        # each state is its task's own: points read = depth * B (retired tasks restart from init)
+        assert torch.equal(pool.state["n"], (pool.depth * tc.batch_size).to(pool.state["n"].dtype))
+    assert counts[0] == 0 and counts[1:].tolist() == [14, 14, 14]
+    # every step's gradient reaches the learned initial state (depth-1 tasks start from init each time)
+    assert learner.theta0.grad is not None and learner.theta0.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("spec", [{"regime": "parametric", "signal": "both", "history": 1}, {"regime": "implicit"}],
+                         ids=["parametric", "implicit"])
+def test_a_killed_pool_run_resumes_to_the_same_weights(tmp_path, spec):
+    train = {**TRAIN, "iterations": 14, "checkpoint_every": 4, "log_every": 2, "sampler": "pool", "tasks_per_batch": 6}
+    run = RunSpec("linreg", "r", spec, MODEL, train)
+    straight = train_run(run, FAMILY, tmp_path / "a", seed=3, device="cpu", progress=False)
+    paths = model_paths(tmp_path / "b", "linreg", "r")
+    assert train_run(run, FAMILY, tmp_path / "b", seed=3, device="cpu", progress=False, stop_after=10) is None
+    assert "pool" in torch.load(paths["resume"], weights_only=True)
+    resumed = train_run(run, FAMILY, tmp_path / "b", seed=3, device="cpu", progress=False)
+    assert resumed["resumed_at"] == 8 and resumed["config"]["train"]["sampler"] == "pool"
+    a, b = _weights(model_paths(tmp_path / "a", "linreg", "r")["model"]), _weights(paths["model"])
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows_a = list(csv.DictReader(open(model_paths(tmp_path / "a", "linreg", "r")["log"])))
+    rows_b = list(csv.DictReader(open(paths["log"])))
+    assert [(r["step"], r["loss"], r["rollout_steps"]) for r in rows_a] == \
+        [(r["step"], r["loss"], r["rollout_steps"]) for r in rows_b]
+    assert {float(r["rollout_steps"]) for r in rows_a} == {2.0}  # mean depth (K_train + 1) / 2
+    assert straight["final_loss"] == resumed["final_loss"]
+
+
+def test_a_one_shot_learner_keeps_the_rollout_path_under_the_pool_sampler(tmp_path):
+    run = RunSpec("linreg", "o", {"regime": "parametric", "signal": "obs", "mode": "one_shot"}, MODEL,
+                  {**TRAIN, "iterations": 3, "log_every": 1, "sampler": "pool"})
+    summary = train_run(run, FAMILY, tmp_path, seed=0, device="cpu", progress=False)
+    rows = list(csv.DictReader(open(model_paths(tmp_path, "linreg", "o")["log"])))
+    assert summary["iterations"] == 3 and all(float(r["rollout_steps"]).is_integer() for r in rows)
+
+
+def test_a_bad_sampler_name_is_refused():
+    with pytest.raises(ConfigError, match="train.sampler"):
+        TrainConfig.from_dict({**TRAIN, "sampler": "pools"})
+    with pytest.raises(ConfigError, match="train.sampler"):
+        train_run(RunSpec("linreg", "x", {"regime": "implicit"}, MODEL, {**TRAIN, "sampler": "greedy"}), FAMILY,
+                  "/nonexistent", device="cpu", progress=False)
+
+
+def test_bench_train_drives_the_pool():
+    from iai.stages.bench import bench_train
+
+    out = bench_train(iterations=1, device="cpu", sampler="pool", progress=lambda *_: None)
+    samplers = {r["mode"]: r["sampler"] for r in out["runs"].values()}
+    assert samplers == {"iterative": "pool", "one_shot": "rollout"}
+    assert all(r["task_steps_per_s"] > 0 for r in out["runs"].values())
 
 
 def test_a_resume_checkpoint_from_another_config_is_refused(tmp_path):

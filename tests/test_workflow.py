@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = "params/test.yaml"
 DEFAULT = "params/default.yaml"
-TINY_JOBS = {"generate": 1, "train": 2, "evaluate": 4, "bench": 1, "cost_scaling": 1, "merge": 1, "figures": 1, "report": 1,
+TINY_JOBS = {"generate": 1, "train": 4, "evaluate": 4, "bench": 1, "cost_scaling": 1, "merge": 1, "figures": 1, "report": 1,
              "all": 1}
 
 
@@ -84,8 +84,8 @@ def test_dry_run_lists_the_jobs_the_params_ask_for(tmp_path):
     (ws / "params" / "more.yaml").write_text(yaml.safe_dump(raw))
     res = snakemake(ws, "--dry-run", params="params/more.yaml")
     assert res.returncode == 0, res.stderr
-    # logreg: a bank, a run, sgd and the run evaluated (bayes needs linear-Gaussian tasks); no cost pair
-    assert job_counts(res.stdout) == {**TINY_JOBS, "generate": 2, "train": 3, "evaluate": 6}
+    # logreg: a bank, a run (2 seeds), sgd and the run evaluated (bayes needs linear-Gaussian tasks); no cost pair
+    assert job_counts(res.stdout) == {**TINY_JOBS, "generate": 2, "train": 6, "evaluate": 6}
     assert not (ws / "data").exists()
 
 
@@ -94,7 +94,7 @@ def test_slurm_profile_dry_run_maps_gpu_and_resources(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     assert job_counts(res.stdout) == TINY_JOBS
     train = [block for block in res.stdout.split("\n\n") if re.search(r"^rule train:", block, flags=re.M)]
-    assert len(train) == 2
+    assert len(train) == 4  # two runs, two training seeds each
     for block in train:
         resources = re.search(r"resources: (.*)", block).group(1)
         assert "gpu=1" in resources and "runtime=720" in resources and "mem_mb=32000" in resources
@@ -332,15 +332,15 @@ def test_failed_job_leaves_no_output_and_the_fixed_rerun_does_only_the_rest(tiny
     before = mtimes(ws)
     res = snakemake(ws, "--cores", "2", "--keep-going")
     assert res.returncode != 0
-    assert "model.width: expected a multiple of model.heads" in (ws / "logs/train/linreg/wide.log").read_text()
-    assert not list((ws / "data/models/linreg").glob("wide*"))
+    assert "model.width: expected a multiple of model.heads" in (ws / "logs/train/linreg/wide/seed0.log").read_text()
+    assert not list((ws / "data/models/linreg").glob("wide*/*.pt"))
     assert {k: v for k, v in mtimes(ws).items() if k in before} == before  # nothing done was redone
     raw["runs"][-1]["model"]["width"] = 16
     (ws / TINY).write_text(yaml.safe_dump(raw, sort_keys=False))
-    res = snakemake(ws, "--cores", "2", "data/results/eval/linreg/wide.csv")
+    res = snakemake(ws, "--cores", "2", "data/results/eval/linreg/wide.parquet")
     assert res.returncode == 0, res.stderr[-3000:]
     assert {k: v for k, v in mtimes(ws).items() if k in before} == before
-    assert (ws / "data/models/linreg/wide.pt").is_file() and (ws / "data/results/eval/linreg/wide.csv").is_file()
+    assert (ws / "data/models/linreg/wide/seed1.pt").is_file() and (ws / "data/results/eval/linreg/wide.parquet").is_file()
     dry = snakemake(ws, "--dry-run")  # what is left: the merged table, figures and report
     assert job_counts(dry.stdout) == {"merge": 1, "figures": 1, "report": 1, "all": 1}
 
@@ -352,7 +352,7 @@ def test_killed_training_is_marked_incomplete_and_resumes(tiny_run, tmp_path):
     raw["runs"].append({"family": "linreg", "name": "long", "regime": "parametric", "signal": "obs",
                         "train": {"iterations": 400, "checkpoint_every": 20, "log_every": 20}})
     (ws / TINY).write_text(yaml.safe_dump(raw, sort_keys=False))
-    target, resume = "data/models/linreg/long.pt", ws / "data/models/linreg/long.resume.pt"
+    target, resume = "data/models/linreg/long/seed0.pt", ws / "data/models/linreg/long/seed0.resume.pt"
     cmd = [str(BIN / "snakemake"), "--cores", "1", target, "--config", f"params={TINY}"]
     proc = subprocess.Popen(cmd, cwd=ws, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -367,12 +367,12 @@ def test_killed_training_is_marked_incomplete_and_resumes(tiny_run, tmp_path):
     # the training log written at the last checkpoint is on disk, but Snakemake knows it is partial
     strict = snakemake(ws, "--dry-run", "--workflow-profile", "none", target)
     assert strict.returncode != 0
-    assert re.search(r"Incomplete files:\s+data/models/linreg/long\.csv", strict.stdout + strict.stderr)
+    assert re.search(r"Incomplete files:\s+data/models/linreg/long/seed0\.csv", strict.stdout + strict.stderr)
     res = snakemake(ws, "--cores", "1", target)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "resuming linreg/long at iteration" in (ws / "logs/train/linreg/long.log").read_text()
+    assert "resuming linreg/long at iteration" in (ws / "logs/train/linreg/long/seed0.log").read_text()
     assert not resume.exists()
-    summary = json.loads((ws / "data/models/linreg/long.json").read_text())
+    summary = json.loads((ws / "data/models/linreg/long/seed0.json").read_text())
     assert summary["iterations"] == 400 and summary["resumed_at"] >= 20
 
 
@@ -408,7 +408,7 @@ def test_dvc_repro_after_a_claims_option_change_reruns_the_report_only(tiny_run,
     tiny_dvc_project(ws)
     before = mtimes(ws)
     raw = yaml.safe_load((ws / TINY).read_text())
-    raw["report"]["significance"] = 3.0  # read by the report job alone
+    raw["report"]["level"] = 0.9  # read by the report job alone
     (ws / TINY).write_text(yaml.safe_dump(raw, sort_keys=False))
     status = dvc(ws, "status").stdout
     assert re.findall(r"^(\S+):$", status, flags=re.M) == ["figures", "report"], status  # both read `report:`
@@ -436,12 +436,14 @@ def test_dvc_repro_after_one_run_changes_retrains_that_run_only(tiny_run, tmp_pa
     # DVC runs the stages downstream of the params; Snakemake inside them runs the changed run's jobs only
     assert re.findall(r"Running stage '([^']+)'", repro.stdout) == ["train", "evaluate", "merge", "figures", "report"]
     jobs = snakemake_jobs(repro.stdout + repro.stderr)
-    assert [j for j in jobs if j[0] == "train"] == [("train", "family=linreg, learner=po")], jobs
+    assert sorted(j for j in jobs if j[0] == "train") == [("train", f"family=linreg, learner=po, seed={s}")
+                                                          for s in (0, 1)], jobs
     assert [j for j in jobs if j[0] == "evaluate"] == [("evaluate", "family=linreg, learner=po")], jobs
     assert not [j for j in jobs if j[0] == "generate"], jobs
     after = mtimes(ws)
     changed = {k for k in before if after.get(k) != before[k]}
-    assert "data/models/linreg/po.pt" in changed and "data/models/linreg/po_once.pt" not in changed
+    assert {"data/models/linreg/po/seed0.pt", "data/models/linreg/po/seed1.pt"} <= changed
+    assert not any(k.startswith("data/models/linreg/po_once/") for k in changed)
     assert not any(k.startswith("data/banks") for k in changed)
     assert "Data and pipelines are up to date" in dvc(ws, "status").stdout
     assert "Nothing to be done" in snakemake(ws, "--dry-run").stdout

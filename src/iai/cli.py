@@ -13,7 +13,7 @@ import sys
 
 COMMANDS = {
     "generate": ("iai.stages.generate", "write the fixed evaluation task banks (in- and out-of-distribution)"),
-    "tune-lr": ("iai.stages.tune", "choose the SGD/Adam learning rates from a grid on separate tasks"),
+    "tune-lr": ("iai.stages.tune", "choose the SGD/Adam (and averaged) learning rates from a grid on separate tasks"),
     "train": ("iai.stages.train", "greedy meta-training of one learned learner"),
     "evaluate": ("iai.stages.evaluate", "roll every learner out at growing dataset sizes -> results rows"),
     "merge": ("iai.stages.merge", "merge evaluation rows into the results table"),

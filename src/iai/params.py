@@ -33,6 +33,10 @@ def schema() -> dict:
 IMPLICIT_ONLY_KINDS = ("causal_order", "mixture_generation", "image_generation")
 
 
+# the references with a learning rate per family (`iai tune-lr` finds them)
+TUNED_REFERENCES = ("sgd", "adam", "sgd_avg", "adam_avg")
+
+
 def reference_names() -> tuple[str, ...]:
     """The reference learners a params file may name (the schema's list is the one place they are listed)."""
     return tuple(schema()["properties"]["references"]["properties"]["learners"]["items"]["enum"])
@@ -57,6 +61,7 @@ class RunSpec:
     learner: dict[str, Any]  # regime, signal, mode and regime-specific options
     model: dict[str, Any]
     train: dict[str, Any]
+    seeds: int = 1  # training seeds 0 .. seeds-1, each its own learner
 
     @property
     def id(self) -> str:
@@ -149,7 +154,7 @@ def _cross_check(raw: dict, source: str, learning_rates: bool = True) -> None:
         if key in seen:
             raise ConfigError(f"{source}: runs.{i}: the run {key[0]}/{key[1]} is defined twice")
         seen.add(key)
-    for opt in ("sgd", "adam"):
+    for opt in TUNED_REFERENCES:
         if learning_rates and opt in raw["references"]["learners"]:
             lrs = raw["references"].get(opt, {}).get("lr", {})
             missing = sorted(name for name, spec in families.items()
@@ -181,7 +186,8 @@ def from_dict(raw: dict[str, Any], source: str = "<dict>", learning_rates: bool 
         family, name = run.pop("family"), run.pop("name")
         model = {**raw["model"], **run.pop("model", {})}
         train = {**raw["train"], **run.pop("train", {})}
-        runs.append(RunSpec(family=family, name=name, learner=run, model=model, train=train))
+        seeds = run.pop("seeds", raw.get("seeds", 1))
+        runs.append(RunSpec(family=family, name=name, learner=run, model=model, train=train, seeds=seeds))
     return Params(seed=raw["seed"], device=raw.get("device", "auto"), families=families, banks=raw["banks"],
                   references=raw["references"], runs=runs, evaluate=raw["evaluate"],
                   report=raw.get("report", {}), raw=raw, path=source)

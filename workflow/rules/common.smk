@@ -20,6 +20,7 @@ RAW = PARAMS.raw
 
 FAMILIES = list(PARAMS.families)
 RUNS = [(r.family, r.name) for r in PARAMS.runs]  # trained: (family, learner)
+SEEDS = {(r.family, r.name): r.seeds for r in PARAMS.runs}  # training seeds per run
 BENCH = {f: [name for pair in cost_pairs(PARAMS, f) for name in pair]
          for f in RAW["evaluate"].get("cost_families", FAMILIES)}
 BENCH = {f: names for f, names in BENCH.items() if names}  # families with an (iterative, one-shot) pair
@@ -41,6 +42,7 @@ for family, learner in RUNS:
 wildcard_constraints:
     family=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     learner=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    seed=r"[0-9]+",
 
 
 # The code a stage runs, by layer (src/iai; the direction is checked by tests/test_layers.py): a job
@@ -78,7 +80,7 @@ def run_settings(family, learner):
     """A learned run's entry with the model and train defaults merged in: all that `iai train` reads."""
     run = PARAMS.run(family, learner)
     return settings(seed=RAW["seed"], device=RAW.get("device"), family=RAW["families"][family], name=learner,
-                    learner=run.learner, model=run.model, train=run.train)
+                    learner=run.learner, model=run.model, train=run.train, seeds=run.seeds)
 
 
 def evaluation_settings(family, learner):
@@ -86,7 +88,7 @@ def evaluation_settings(family, learner):
                   evaluate={k: v for k, v in RAW["evaluate"].items() if not k.startswith("cost_")})
     if learner in REFERENCE_NAMES:
         return settings(**common, batch_size=RAW["train"]["batch_size"], references=RAW["references"])
-    return settings(**common)
+    return settings(**common, seeds=SEEDS[(family, learner)])
 
 
 def train_threads(wildcards):
@@ -94,24 +96,31 @@ def train_threads(wildcards):
     return PARAMS.run(wildcards.family, wildcards.learner).train.get("threads", 0) or workflow.cores
 
 
+def run_files(family, learner, ext):
+    """One file per training seed of a run: data/models/<family>/<learner>/seed<S>.<ext>."""
+    return [f"data/models/{family}/{learner}/seed{s}.{ext}" for s in range(SEEDS[(family, learner)])]
+
+
 def evaluation_inputs(wildcards):
-    """The family's bank, and for a learned learner its checkpoint."""
+    """The family's bank, and for a learned learner the checkpoint of every training seed."""
     inputs = {"bank": f"data/banks/{wildcards.family}.pt"}
     if wildcards.learner not in REFERENCE_NAMES:
-        inputs["model"] = f"data/models/{wildcards.family}/{wildcards.learner}.pt"
+        inputs["models"] = run_files(wildcards.family, wildcards.learner, "pt")
     return inputs
 
 
 def stage_summaries():
     """The JSON summaries the report reads: banks, trainings, evaluations, cost measurements."""
     out = [f"data/banks/{f}.json" for f in FAMILIES]
-    out += [f"data/models/{f}/{l}.json" for f, l in RUNS]
+    out += [path for f, l in RUNS for path in run_files(f, l, "json")]
     out += [f"data/results/eval/{f}/{l}.json" for f, l in EVALUATIONS]
     return out + [f"data/results/eval/{f}/cost.json" for f in BENCH]
 
 
 def results_tables():
-    return [f"data/results/eval/{f}/{l}.csv" for f, l in EVALUATIONS] + [f"data/results/eval/{f}/cost.csv" for f in BENCH]
+    """Per-task tables of the evaluations (Parquet) and the cost tables (summary CSV)."""
+    return ([f"data/results/eval/{f}/{l}.parquet" for f, l in EVALUATIONS]
+            + [f"data/results/eval/{f}/cost.csv" for f in BENCH])
 
 
 # Targets of the dvc.yaml stages (`snakemake --allowed-rules generate banks -- banks`): one per stage.

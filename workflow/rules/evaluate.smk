@@ -2,12 +2,13 @@
 
 
 rule evaluate:
-    """One learner (a reference or a trained run) on every split of a family's bank, at every n."""
+    """One learner (a reference, or every training seed of a run) on every split of a family's bank, at
+    every n: per-task rows."""
     input:
         unpack(evaluation_inputs),
         code=CODE["evaluate"],
     output:
-        table="data/results/eval/{family}/{learner}.csv",
+        table="data/results/eval/{family}/{learner}.parquet",
         summary="data/results/eval/{family}/{learner}.json",
     params:
         file=PARAMS_FILE,
@@ -28,7 +29,7 @@ rule bench:
     It takes every core so that no other job runs beside it and disturbs the timings.
     """
     input:
-        models=lambda w: [f"data/models/{w.family}/{name}.pt" for name in BENCH[w.family]],
+        models=lambda w: [f"data/models/{w.family}/{name}/seed0.pt" for name in BENCH[w.family]],
         code=CODE["bench"],
     output:
         table="data/results/eval/{family}/cost.csv",
@@ -86,13 +87,14 @@ rule evaluations:
 
 
 rule merge:
-    """Every evaluation and cost table -> data/results/results.csv (checked and sorted)."""
+    """Every evaluation and cost table -> the per-task table and its summary (checked and sorted)."""
     input:
         tables=results_tables(),
         code=CODE["merge"],
     output:
-        "data/results/results.csv",
+        summary="data/results/results.csv",
+        tasks="data/results/per_task.parquet",
     log:
         "logs/merge.log",
     shell:
-        "iai merge {input.tables} --out {output} > {log} 2>&1"
+        "iai merge {input.tables} --out {output.summary} --tasks {output.tasks} > {log} 2>&1"

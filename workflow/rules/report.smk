@@ -5,7 +5,7 @@ rule figures:
     """The fixed list of figures of iai.analysis.captions.FIGURES, drawn from the results table."""
     input:
         results="data/results/results.csv",
-        histories=[f"data/models/{f}/{l}.csv" for f, l in RUNS],
+        histories=[path for f, l in RUNS for path in run_files(f, l, "csv")],
         code=CODE["figures"],
     output:
         [
@@ -28,6 +28,7 @@ rule report:
     """reports/index.html (figures, tables, claims, provenance) and reports/metrics.json."""
     input:
         results="data/results/results.csv",
+        tasks="data/results/per_task.parquet",
         figures=FIGURE_FILES,
         stage_info=stage_summaries(),
         cost_scaling="data/results/eval/cost_scaling.json",
@@ -41,6 +42,6 @@ rule report:
     log:
         "logs/report.log",
     shell:
-        "iai report --results {input.results} --figures reports/figures --params {params.file}"
+        "iai report --results {input.results} --tasks {input.tasks} --figures reports/figures --params {params.file}"
         " --stage-info {input.stage_info} --cost-scaling {input.cost_scaling} --out {output.html}"
         " --metrics {output.metrics} > {log} 2>&1"

@@ -1,327 +1,576 @@
-"""The paper's six claims (PAPER.md section 4), each a pure function: results table -> verdict.
+"""The paper's six claims (PAPER.md section 4), each a pure function: per-task table -> verdict.
 
-Every claim returns ``{"claim", "title", "test", "verdict", "numbers", "explanation"}`` where
-``verdict`` is ``reproduced``, ``not reproduced`` or ``not measured`` (the rows the test needs
-are absent), ``numbers`` the measured comparisons (a list of flat records) and ``test`` the rule,
-written out for the report. Nothing here is written by hand: change the table, the verdict follows.
+Every claim returns ``{"claim", "title", "test", "precondition", "verdict", "effect", "numbers",
+"explanation"}``. ``verdict`` is one of :data:`VERDICTS`:
 
-Shared conventions (see :func:`compare`):
+- ``reproduced``: every comparison the claim rests on shows the claimed effect (its interval lies
+  on the claimed side of zero, or inside the margin for an equivalence claim);
+- ``contradicted``: a comparison shows the opposite effect (its interval lies on the other side);
+- ``inconclusive``: anything else, including a comparison whose learners fail the precondition
+  (they are not competent, so a difference says nothing about the method), or rows that are absent.
+  The explanation says why.
 
-- Quality is the family's *primary metric* (:func:`iai.analysis.selection.primary_metric`):
-  ``excess_risk`` for regression, ``error_rate`` for classification, ``mmd`` for generation
-  (lower is better), ``edge_accuracy`` for the topological order (*higher* is better), taken at the
-  learner's *final step* at a given n, unless a claim says otherwise. "The largest n" is the
-  largest n the compared rows share.
-- Learned learners are compared in their Markovian form (``history == 0``) and, unless stated,
-  iterative mode. Several learners of one variant in one family: the best one counts.
-- A beats B when A is better than B (lower, or higher for a higher-is-better metric) by more than
-  ``z`` standard errors of the difference, sqrt(sem_A^2 + sem_B^2) (``z = 2`` by default; a NaN
-  sem counts as 0). A comparison is a *win*, a *tie* or a *loss*.
-- A set of comparisons *holds* when wins are more than half and there is no loss.
-- Claim 1 (more steps) covers every family, the implicit-only ones (order, generation) included in
-  the implicit regime's rows. Claims 2 to 6 concern the prediction families (regression,
-  classification) only: the rows of the implicit-only families are dropped before they are tested
-  (:func:`iai.analysis.selection.prediction`).
+Statistics (:func:`paired_effect`). Every learner evaluated on a family's split saw the same bank
+tasks and the same mini-batches, so two learners are compared *paired over tasks*: the effect of A
+against B is the relative difference of their mean errors, ``(mean_A - mean_B) / |mean_B|``
+(negative: A is better; a plain difference for metrics that can cross zero: ``mmd``, and for the
+higher-is-better ``edge_accuracy``, sign-flipped so that negative is still "A better"). Its
+interval is a percentile bootstrap that resamples tasks (the same draw for A and B: the pairing)
+and, independently for each learner, its training seeds: the interval holds both the task and the
+training-seed variation. Nothing here is written by hand: change the table, the verdict follows.
+
+Which learners: a learner's rows are used as they are; nothing is selected on the evaluation bank
+(no "best of" over learners). The claims name the learners they compare by their columns (regime,
+signal, state, history, nominal, mode); learners with the hand-written gradient term (``nominal``)
+are never counted in a verdict, and runs with fewer than ``min_seeds`` training seeds are left out
+(said in the explanation).
+
+Competence (the precondition of claims 1 to 5 on the prediction families): a learned learner is
+competent when, at its training context n_ctx = B x K_train, its error is within
+``competence_factor`` times the family's reference (Bayes, else MAP). A comparison with an
+incompetent learner is inconclusive. The factor is stated in the params (``report:``), fixed before
+any result, never fitted.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from iai.analysis.selection import (LEARNED, best_of, better_sign, final_step, learned, loglog_slope, prediction,
-                                    quality, tag)
+from iai.analysis.selection import LEARNED, REFERENCE, better_sign, prediction
+from iai.core.results import HIGHER_IS_BETTER
+from iai.params import IMPLICIT_ONLY_KINDS
 
-VERDICTS = ("reproduced", "not reproduced", "not measured")
-
-
-ONLY = " Prediction families only (regression, classification; not the order or generation families)."
-MARGIN = "A's margin / SE"  # (B - A) / SE, or (A - B) / SE for a higher-is-better metric
-
-
-def compare(a: pd.Series, b: pd.Series, z: float = 2.0) -> dict:
-    """Is A better than B (lower, or higher for a higher-is-better metric such as edge_accuracy) by
-    more than z standard errors? -> a flat record for the report."""
-    se = math.sqrt(np.nansum([a["sem"] ** 2, b["sem"] ** 2]))
-    diff = (b["value"] - a["value"]) * better_sign(str(a["metric"]))
-    score = diff / se if se > 0 else math.copysign(math.inf, diff) if diff else 0.0
-    outcome = "win" if score > z else "loss" if score < -z else "tie"
-    return {"A": a["label"], "value A": a["value"], "B": b["label"], "value B": b["value"],
-            "metric": a["metric"], MARGIN: score, "outcome": outcome}
+VERDICTS = ("reproduced", "contradicted", "inconclusive")
+RELATIVE = ("excess_risk", "error_rate", "mse", "nll")  # positive metrics: effects are relative
+ONLY = " Prediction families only (regression, classification)."
 
 
-def holds(records: list[dict]) -> bool:
-    wins = sum(r["outcome"] == "win" for r in records)
-    return wins * 2 > len(records) and not any(r["outcome"] == "loss" for r in records)
+@dataclass(frozen=True)
+class Options:
+    """The claims' stated rules (params ``report:``), fixed before any result."""
+
+    level: float = 0.95               # interval coverage
+    n_boot: int = 2000                # bootstrap resamples
+    min_seeds: int = 3                # runs with fewer training seeds are not judged
+    competence_factor: float = 5.0    # learner error <= factor x reference at n_ctx
+    history_margin: float = 0.10      # claim 4: "barely" = relative change within +- margin
+    cost_factor: float = 3.0          # claim 6
+    cost_slope_tolerance: float = 0.3
+    train_context: int = 128          # n_ctx = B x K_train, unless the table's one-shot rows say otherwise
+    seed: int = 0                     # bootstrap stream
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "Options":
+        values = values or {}
+        known = {k: values[k] for k in cls.__dataclass_fields__ if k in values}
+        return cls(**known)
 
 
-def _at_largest_common_n(a: pd.DataFrame, b: pd.DataFrame) -> int | None:
-    common = set(a.n_train) & set(b.n_train)
-    return max(common) if common else None
+# ---------------------------------------------------------------------------- statistics
 
 
-def _pairs(a: pd.DataFrame, b: pd.DataFrame, on: list[str], z: float, where: str) -> list[dict]:
-    """Compare every A row with the B row that shares ``on`` (and the split), at their largest common n."""
-    out = []
-    for key, ga in a.groupby(on, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        gb = b[(b[on] == pd.Series(key, index=on)).all(axis=1)]
-        n = _at_largest_common_n(ga, gb)
-        if n is None:
-            continue
-        for split in sorted(set(ga.split) & set(gb.split)):
-            for _, ra in ga[(ga.n_train == n) & (ga.split == split)].iterrows():
-                for _, rb in gb[(gb.n_train == n) & (gb.split == split)].iterrows():
-                    out.append({"family": ra["family"], "split": split, "n": n, "where": where,
-                                **compare(ra, rb, z)})
+def _matrix(rows: pd.DataFrame, tasks: np.ndarray) -> np.ndarray:
+    """Per-task rows of one learner at one cell -> values ``[seeds, tasks]`` over ``tasks``."""
+    seeds, seed_index = np.unique(rows["seed"].to_numpy(), return_inverse=True)
+    task_index = np.searchsorted(tasks, rows["task"].to_numpy())
+    keep = (task_index < len(tasks)) & (tasks[np.minimum(task_index, len(tasks) - 1)] == rows["task"].to_numpy())
+    out = np.full((len(seeds), len(tasks)), np.nan)
+    out[seed_index[keep], task_index[keep]] = rows["value"].to_numpy()[keep]
     return out
 
 
-def _result(claim: str, title: str, test: str, verdict: str, numbers: list[dict], explanation: str) -> dict:
+def paired_effect(a: pd.DataFrame, b: pd.DataFrame, metric: str, options: Options = Options(),
+                  paired: bool = True) -> dict:
+    """Effect of A against B at one cell (rows with ``seed``, ``task``, ``value``), with its interval.
+
+    ``effect < 0`` means A is better. ``paired=False`` resamples A's and B's tasks independently (what
+    an analysis ignoring the pairing would do; for comparison only)."""
+    tasks = np.intersect1d(a["task"].to_numpy(), b["task"].to_numpy())
+    A, B = _matrix(a, tasks), _matrix(b, tasks)
+    sign = better_sign(metric)
+    relative = metric in RELATIVE
+    mean_a, mean_b = float(np.nanmean(A)), float(np.nanmean(B))
+
+    def effect(ma, mb):
+        d = sign * (ma - mb)
+        return d / np.abs(mb) if relative else d
+
+    rng = np.random.default_rng(options.seed)
+    r, t = options.n_boot, len(tasks)
+    w_task = rng.multinomial(t, np.full(t, 1.0 / t), size=r)  # [R, T] task counts
+    w_task_b = w_task if paired else rng.multinomial(t, np.full(t, 1.0 / t), size=r)
+
+    def boot(M, w):
+        s = M.shape[0]
+        u = rng.multinomial(s, np.full(s, 1.0 / s), size=r)  # [R, S] seed counts
+        return ((u @ M) * w).sum(1) / (s * t)
+
+    est = effect(boot(A, w_task), boot(B, w_task_b))
+    alpha = (1 - options.level) / 2
+    lo, hi = (float(x) for x in np.quantile(est, [alpha, 1 - alpha]))
+    e = float(effect(mean_a, mean_b))
+    outcome = "A better" if hi < 0 else "B better" if lo > 0 else "no clear difference"
+    return {"value A": mean_a, "value B": mean_b, "effect": e, "lo": lo, "hi": hi,
+            "scale": "relative" if relative else "difference", "outcome": outcome, "tasks": int(t),
+            "seeds A": int(A.shape[0]), "seeds B": int(B.shape[0])}
+
+
+def fmt_effect(r: dict) -> str:
+    """'-23% [-30%, -15%]' (relative) or '-0.012 [-0.02, -0.004]'."""
+    if r.get("scale") == "relative":
+        return f"{100 * r['effect']:+.1f}% [{100 * r['lo']:+.1f}%, {100 * r['hi']:+.1f}%]"
+    return f"{r['effect']:+.3g} [{r['lo']:+.3g}, {r['hi']:+.3g}]"
+
+
+# ---------------------------------------------------------------------------- the table, indexed
+
+
+_CELL = ["family", "split", "learner", "mode", "context", "n_train", "metric", "step"]
+
+
+class Cells:
+    """The per-task table indexed by (family, split, learner, mode, context, n, metric, step) for fast
+    paired comparisons; a learner's *final step* at n is the last step it was scored at."""
+
+    def __init__(self, tasks: pd.DataFrame, summary: pd.DataFrame | None, options: Options):
+        self.o = options
+        t = tasks.reset_index(drop=True)
+        self.index = t.set_index(_CELL)[["seed", "task", "value"]].sort_index()
+        last = t.groupby(["family", "split", "learner", "mode", "context", "n_train"])["step"].max()
+        self.last = last.to_dict()
+        self.primary = {f: _primary(g) for f, g in t.groupby("family")}
+        self.final = t.drop_duplicates(["family", "split", "learner", "mode", "context", "n_train", "batch_size"])
+        self.learners = (t.drop_duplicates(["family", "learner", "mode"])
+                         [["family", "kind", "dim", "learner", "regime", "signal", "state", "history", "nominal", "mode"]])
+        self.seeds = t.groupby(["family", "learner", "mode"])["seed"].nunique().to_dict()
+
+    def rows(self, family, split, learner, n, metric=None, mode="iterative", context="all", step=None):
+        """Per-task rows (seed, task, value) at one cell (the final step unless ``step``); None if absent."""
+        step = step if step is not None else self.last.get((family, split, learner, mode, context, n))
+        key = (family, split, learner, mode, context, n, metric or self.primary[family], step)
+        if step is None or key not in self.index.index:
+            return None
+        return self.index.loc[key]
+
+    def ns(self, family, learner, mode="iterative", context="all") -> list[int]:
+        f = self.final
+        sel = (f.family == family) & (f.learner == learner) & (f["mode"] == mode) & (f.context == context)
+        return sorted(int(n) for n in f.loc[sel, "n_train"].unique())
+
+    def splits(self, family) -> list[str]:
+        return sorted(self.final.loc[self.final.family == family, "split"].unique(), key=lambda s: (s != "id", s))
+
+    def judged(self, family, learner, mode="iterative") -> bool:
+        return self.seeds.get((family, learner, mode), 0) >= self.o.min_seeds
+
+    def reference(self, family) -> str | None:
+        present = set(self.learners.loc[self.learners.family == family, "learner"])
+        return next((r for r in REFERENCE if r in present), None)
+
+    def n_ctx(self, family) -> int:
+        capped = self.final[(self.final.family == family) & (self.final["mode"] == "one_shot")
+                            & (self.final.context == "capped")]
+        return int(capped.batch_size.max()) if not capped.empty else self.o.train_context
+
+    def competence(self, family, split, learner, mode="iterative") -> tuple[bool, str]:
+        """(competent?, why) at the training context: error <= factor x reference."""
+        ref = self.reference(family)
+        metric = self.primary[family]
+        if ref is None or metric not in RELATIVE:
+            return True, "no reference ratio for this family"
+        n = self.n_ctx(family)
+        a = self.rows(family, split, learner, n, mode=mode)
+        r = self.rows(family, split, ref, n)
+        if a is None or r is None:
+            return False, f"{learner} or {ref} not evaluated at n_ctx = {n}"
+        ratio = a.value.mean() / max(r.value.mean(), 1e-12)
+        ok = ratio <= self.o.competence_factor
+        return bool(ok), f"{learner}: {ratio:.3g}x {ref} at n_ctx = {n} ({split})"
+
+    def compare(self, family, split, n, a, b, a_mode="iterative", b_mode="iterative", b_context="all",
+                metric=None, a_step=None, b_step=None) -> dict | None:
+        """Paired effect of learner a against b at one (family, split, n); None where a row is absent.
+        ``a_step`` / ``b_step`` pick a step other than the final one (A and B may be the same learner)."""
+        metric = metric or self.primary[family]
+        ra = self.rows(family, split, a, n, metric, a_mode, step=a_step)
+        rb = self.rows(family, split, b, n, metric, b_mode, b_context, step=b_step)
+        if ra is None or rb is None or ra.empty or rb.empty:
+            return None
+        out = {"family": family, "split": split, "n": int(n), "A": a, "B": b, "metric": metric}
+        return {**out, **paired_effect(ra, rb, metric, self.o)}
+
+
+def _primary(g: pd.DataFrame) -> str | None:
+    present = set(g.metric)
+    return next((m for m in ("excess_risk", "error_rate", "edge_accuracy", "mmd", "mse", "nll") if m in present), None)
+
+
+def _result(claim, title, test, precondition, verdict, numbers, explanation, effect=None) -> dict:
     assert verdict in VERDICTS
     numbers = [{k: v.item() if isinstance(v, np.generic) else v for k, v in r.items()} for r in numbers]
-    return {"claim": claim, "title": title, "test": test, "verdict": verdict, "numbers": numbers,
-            "explanation": explanation}
+    return {"claim": claim, "title": title, "test": test, "precondition": precondition, "verdict": verdict,
+            "effect": effect, "numbers": numbers, "explanation": explanation}
 
 
-def _tally(records: list[dict]) -> str:
-    n = {o: sum(r["outcome"] == o for r in records) for o in ("win", "tie", "loss")}
-    return f"better in {n['win']} of {len(records)}, tied in {n['tie']}, worse in {n['loss']}"
+def combine(parts: list[str]) -> str:
+    """Verdicts of a claim's parts -> the claim's: any contradicted wins, then all reproduced, else inconclusive."""
+    if not parts:
+        return "inconclusive"
+    if "contradicted" in parts:
+        return "contradicted"
+    return "reproduced" if all(p == "reproduced" for p in parts) else "inconclusive"
+
+
+def directional(records: list[dict], want: str = "A better") -> str:
+    """All judged comparisons show ``want`` -> reproduced; any shows the opposite -> contradicted."""
+    judged = [r for r in records if r.get("judged", True)]
+    if not judged or len(judged) < len(records):
+        return "contradicted" if any(r["outcome"] not in (want, "no clear difference") for r in judged) else "inconclusive"
+    if any(r["outcome"] not in (want, "no clear difference") for r in judged):
+        return "contradicted"
+    return "reproduced" if all(r["outcome"] == want for r in judged) else "inconclusive"
+
+
+def _gate(cells: Cells, rec: dict, learners: list[tuple[str, str]]) -> dict:
+    """Mark a comparison judged only when every (learner, mode) in it is competent."""
+    why = []
+    ok = True
+    for name, mode in learners:
+        good, text = cells.competence(rec["family"], rec["split"], name, mode)
+        ok &= good
+        if not good:
+            why.append(text)
+    rec["judged"] = bool(ok)
+    if why:
+        rec["precondition failed"] = "; ".join(why)
+    return rec
+
+
+def _learned(cells: Cells, **cols) -> pd.DataFrame:
+    """Learned learners (not nominal, with enough seeds) whose columns match ``cols``."""
+    L = cells.learners
+    sel = L.regime.isin(LEARNED) & ~L.nominal.astype(bool)
+    for k, v in cols.items():
+        sel &= L[k].isin(v) if isinstance(v, (list, tuple, set)) else (L[k] == v)
+    out = L[sel]
+    keep = np.array([cells.judged(r.family, r.learner, r.mode) for r in out.itertuples()], dtype=bool)
+    return out[keep] if len(out) else out
+
+
+def _unseeded(cells: Cells) -> list[str]:
+    L = cells.learners[cells.learners.regime.isin(LEARNED)]
+    return sorted(f"{r.family}/{r.learner}" for r in L.itertuples() if not cells.judged(r.family, r.learner, r.mode))
+
+
+def _summary(records: list[dict]) -> str:
+    judged = [r for r in records if r.get("judged", True)]
+    n = {o: sum(r["outcome"] == o for r in judged) for o in ("A better", "B better", "no clear difference")}
+    skipped = len(records) - len(judged)
+    return (f"{len(judged)} judged: A better in {n['A better']}, B better in {n['B better']}, unclear in "
+            f"{n['no clear difference']}" + (f"; {skipped} not judged (precondition)" if skipped else ""))
 
 
 # ---------------------------------------------------------------------------- the six claims
 
 
-def claim_more_steps(df: pd.DataFrame, z: float = 2.0) -> dict:
+def claim_more_steps(cells: Cells) -> dict:
     """1. More refinement steps improve results, in- and out-of-distribution, in all three regimes.
 
-    (a) For every learned iterative learner, in every split, at the largest n it was rolled out
-    over more than one step: the final step beats step 1. (b) Where a one-shot learner of the same
-    regime, signal and state is present with context 'capped' (its training context): the
-    iterative learner's final step beats it at their largest common n, in every split.
-    Reproduced when (a) holds in every regime measured, and (b) holds where measured.
-    Every family counts, the implicit-only ones (order: edge accuracy, higher is better; generation:
-    MMD) in the implicit regime's rows.
+    (a) Each learned iterative learner (Markovian, no hand-written term), each split, each n: the
+    error after the last doubling of steps (n/B) against before it (n/(2B)), paired. (b) Against the
+    one-shot twin of the same family, regime, signal and state reading all n points at once, at the
+    training context n_ctx and at every larger n evaluated; the crossover n is the smallest n from
+    which the iterative learner is better. Judged: (a) at the largest n; (b) at the largest n.
     """
-    q = tag(quality(df), lambda d: d.learner + " step " + d.step.astype(str))
-    it = learned(q)
-    steps, missing = [], [r for r in LEARNED if r not in set(it.regime)]
-    for (fam, regime, name, split), g in it.groupby(["family", "regime", "learner", "split"], sort=True):
-        multi = g.groupby("n_train")["step"].max()
-        if not (multi > 1).any():
-            continue
-        n = multi[multi > 1].index.max()
-        at = g[g.n_train == n]
-        first, last = at[at.step == 1], at[at.step == at.step.max()]
-        if len(first):
-            steps.append({"family": fam, "split": split, "n": n, "where": f"{regime}: final step vs step 1",
-                          **compare(last.iloc[0], first.iloc[0], z)})
-    capped = tag(learned(quality(df), "one_shot"))
-    capped = capped[capped.context == "capped"]
-    one_shot = _pairs(tag(final_step(it)), capped, ["family", "regime", "signal", "state"], z,
-                      "iterative (final step) vs one-shot (capped)")
-    test = ("(a) each learned iterative learner, each split, at the largest n with more than one step: "
-            f"final step vs step 1; (b) iterative final step vs one-shot [capped] of the same regime/signal/"
-            f"state at the largest common n, each split, every family. 'Win' = better (lower; higher for edge_accuracy) "
-            f"by > {z:g} SE. Reproduced when, in every "
-            "regime measured, (a) has more wins than half and no loss, and (b) likewise where measured.")
     title = "More refinement steps improve results, in- and out-of-distribution, in all three regimes"
-    if not steps:
-        return _result("1", title, test, "not measured", [], "no learned iterative learner with more than one step")
-    by_regime = {r: [s for s in steps if s["where"].startswith(r)] for r in LEARNED}
-    by_regime = {r: v for r, v in by_regime.items() if v}
-    ok = all(holds(v) for v in by_regime.values()) and (holds(one_shot) if one_shot else True)
-    parts = [f"final step vs step 1, {r}: {_tally(v)}" for r, v in by_regime.items()]
-    parts.append(f"iterative vs one-shot [capped]: {_tally(one_shot)}" if one_shot
-                 else "iterative vs one-shot [capped]: not measured")
-    if missing:
-        parts.append(f"regime(s) not measured: {', '.join(missing)}")
-    return _result("1", title, test, "reproduced" if ok else "not reproduced", steps + one_shot, "; ".join(parts))
+    o = cells.o
+    it = _learned(cells, mode="iterative", history=0)
+    doubling, twins, parts, lines = [], [], {}, []
+    for r in it.itertuples():
+        ns = cells.ns(r.family, r.learner)
+        for split in cells.splits(r.family):
+            for n in ns:
+                steps = cells.last.get((r.family, split, r.learner, "iterative", "all", n), 1)
+                if steps < 2:
+                    continue
+                rec = cells.compare(r.family, split, n, r.learner, r.learner, a_step=int(steps), b_step=int(steps) // 2)
+                if rec:
+                    rec["where"] = f"{r.regime}: step {int(steps)} vs {int(steps) // 2}"
+                    rec["A"], rec["B"] = f"{r.learner} step {int(steps)}", f"{r.learner} step {int(steps) // 2}"
+                    doubling.append(_gate(cells, rec, [(r.learner, "iterative")]))
+        one = _learned(cells, mode="one_shot", family=r.family, regime=r.regime, signal=r.signal, state=r.state)
+        for tw in one.itertuples():
+            n_ctx = cells.n_ctx(r.family)
+            for split in cells.splits(r.family):
+                recs = []
+                for n in [n for n in cells.ns(r.family, r.learner) if n >= n_ctx]:
+                    rec = cells.compare(r.family, split, n, r.learner, tw.learner, b_mode="one_shot", b_context="all")
+                    if rec:
+                        rec["where"] = f"{r.regime}: iterative vs one-shot twin, n = {n // n_ctx}x n_ctx"
+                        recs.append(_gate(cells, rec, [(r.learner, "iterative"), (tw.learner, "one_shot")]))
+                better = [x["n"] for x in recs if x["outcome"] == "A better"]
+                cross = min(better) if better and all(x["outcome"] == "A better" for x in recs if x["n"] >= min(better)) else None
+                for x in recs:
+                    x["crossover n"] = cross
+                twins += recs
+                if recs:
+                    lines.append(f"{r.family}/{r.learner} vs {tw.learner} ({split}): crossover n = {cross or 'none'}")
+    for regime in LEARNED:
+        at_max = []
+        for group in (doubling, twins):
+            sel = [x for x in group if x["where"].startswith(regime)]
+            for key in {(x["family"], x["split"], x["A"].split(" step")[0]) for x in sel}:
+                cell = [x for x in sel if (x["family"], x["split"], x["A"].split(" step")[0]) == key]
+                at_max.append(max(cell, key=lambda x: x["n"]))
+        parts[regime] = directional(at_max) if at_max else "inconclusive"
+    missing = [r for r, v in parts.items() if not any(x["where"].startswith(r) for x in doubling + twins)]
+    verdict = combine(list(parts.values()))
+    test = ("(a) every learned iterative learner (Markovian, no hand-written term, >= "
+            f"{o.min_seeds} seeds), every split and n: error after n/B steps vs after n/(2B) (the last doubling); "
+            "(b) iterative vs its one-shot twin (same family, regime, signal, state) reading all n points, at "
+            "n = n_ctx and every larger n evaluated. Paired over tasks, bootstrap over tasks and seeds, "
+            f"{o.level:.0%} interval. Judged at the largest n: reproduced when, in each of the three regimes, "
+            "every judged comparison shows the later step (a) and the iterative learner (b) better; contradicted "
+            "when one shows the opposite.")
+    pre = f"every learner in a comparison within {o.competence_factor:g}x the reference at n_ctx (prediction families)"
+    text = "; ".join([f"{r}: {v}" for r, v in parts.items()]
+                     + [f"doublings: {_summary(doubling)}", f"one-shot twins: {_summary(twins)}"] + lines
+                     + ([f"regime(s) without judged rows: {', '.join(missing)}"] if missing else [])
+                     + ([f"not judged (< {o.min_seeds} seeds): {', '.join(_unseeded(cells))}"] if _unseeded(cells) else []))
+    return _result("1", title, test, pre, verdict, doubling + twins, text)
 
 
-def claim_signal(df: pd.DataFrame, z: float = 2.0) -> dict:
-    """2. Observations beat gradients in low dimension; gradients help in high dimension or with few
-    points; both together is often best.
+def claim_signal(cells: Cells) -> dict:
+    """2. Observations beat gradients in low dimension; gradients help in high dimension or with few points.
 
-    Parametric iterative learners with signals obs/grad/both, split id, final step, grouped by
-    family kind; needs families of one kind at two or more input dimensions d. (a) at the lowest
-    d and the largest n: obs beats grad. (b) at the highest d and the smallest n: the better of
-    grad and both beats obs. Reproduced when (a) and (b) each have more wins than half and no loss.
-    'Both is best' (lowest of the three) is counted over every (family, n) and reported, not judged.
+    Parametric iterative learners without the hand-written term, signals obs / grad / both, split id,
+    per family kind with two or more dims d. (a) lowest d, largest n: obs against grad. (b) highest d,
+    fewest points (the smallest n, at most 2d): grad against obs. Every d and n is reported; 'both is
+    best' is reported (both against obs and against grad), not judged.
     """
-    q = tag(final_step(learned(quality(prediction(df)))), lambda d: d.learner + " (d=" + d.dim.astype(str) + ")")
-    p = q[(q.regime == "parametric") & q.signal.isin(["obs", "grad", "both"]) & (q.split == "id")]
-    p = best_of(p, ["family", "signal", "n_train"])
-    low, high, both_best, cells = [], [], 0, 0
-    for kind, g in p.groupby("kind", sort=True):
-        dims = sorted({d for d, gd in g.groupby("dim") if {"obs", "grad"} <= set(gd.signal)})
+    title = "Observations beat gradients in low dimension; gradients help in high dimension or with few points"
+    o = cells.o
+    p = _learned(cells, mode="iterative", regime="parametric", history=0, signal=["obs", "grad", "both"])
+    p = p[~p.kind.isin(IMPLICIT_ONLY_KINDS)]
+    numbers, low, high = [], [], []
+    for kind, g in p.groupby("kind"):
+        by_dim = {d: {r.signal: r for r in gd.itertuples()} for d, gd in g.groupby("dim")}
+        dims = sorted(d for d, s in by_dim.items() if {"obs", "grad"} <= set(s))
         if len(dims) < 2:
             continue
-        for fam, gf in g[g.dim == dims[0]].groupby("family"):
-            s = {sig: gs.set_index("n_train") for sig, gs in gf.groupby("signal")}
-            ns = sorted(set(s["obs"].index) & set(s["grad"].index))
-            if ns:
-                low.append({"family": fam, "where": f"lowest d={dims[0]}, largest n", "n": ns[-1],
-                            **compare(s["obs"].loc[ns[-1]], s["grad"].loc[ns[-1]], z)})
-        for fam, gf in g[g.dim == dims[-1]].groupby("family"):
-            s = {sig: gs.set_index("n_train") for sig, gs in gf.groupby("signal")}
-            ns = sorted(set(s.get("obs", pd.DataFrame()).index) & set(s["grad"].index))
-            if ns:
-                cand = [s[k].loc[ns[0]] for k in ("grad", "both") if k in s and ns[0] in s[k].index]
-                best = min(cand, key=lambda r: r["value"])
-                high.append({"family": fam, "where": f"highest d={dims[-1]}, smallest n", "n": ns[0],
-                             **compare(best, s["obs"].loc[ns[0]], z)})
-        for (_, _), gc in g.groupby(["family", "n_train"]):
-            if set(gc.signal) == {"obs", "grad", "both"}:
-                cells += 1
-                both_best += gc.loc[gc.value.idxmin(), "signal"] == "both"
-    test = ("Parametric iterative learners, split id, final step, per family kind with >= 2 input dims d: "
-            f"(a) lowest d, largest n: obs vs grad; (b) highest d, smallest n: best of grad/both vs obs. "
-            f"'Win' = lower by > {z:g} SE. Reproduced when (a) and (b) each have more wins than half and no loss." + ONLY)
-    title = "Observations beat gradients in low dimension; gradients help in high dimension or with few points"
+        for d in dims:
+            s = by_dim[d]
+            fam = s["obs"].family
+            for n in cells.ns(fam, s["obs"].learner):
+                for a, b in (("obs", "grad"), ("both", "obs"), ("both", "grad")):
+                    if a not in s or b not in s:
+                        continue
+                    rec = cells.compare(fam, "id", n, s[a].learner, s[b].learner)
+                    if rec:
+                        rec["where"] = f"d = {d}: {a} vs {b}"
+                        numbers.append(_gate(cells, rec, [(s[a].learner, "iterative"), (s[b].learner, "iterative")]))
+        lo_d, hi_d = dims[0], dims[-1]
+        cand = [x for x in numbers if x["where"] == f"d = {lo_d}: obs vs grad"]
+        if cand:
+            low.append(max(cand, key=lambda x: x["n"]))
+        cand = [x for x in numbers if x["where"] == f"d = {hi_d}: obs vs grad"]
+        if cand:
+            few = min(cand, key=lambda x: x["n"])
+            flipped = {**few, "A": few["B"], "B": few["A"], "effect": -few["effect"], "lo": -few["hi"], "hi": -few["lo"],
+                       "value A": few["value B"], "value B": few["value A"],
+                       "outcome": {"A better": "B better", "B better": "A better"}.get(few["outcome"], few["outcome"]),
+                       "where": f"d = {hi_d}: grad vs obs (fewest points)"}
+            high.append(flipped)
+    test = ("Parametric iterative learners without the hand-written gradient term (>= "
+            f"{o.min_seeds} seeds), split id: (a) at the lowest d and the largest n, obs vs grad; (b) at the highest d "
+            "and the fewest points (smallest n), grad vs obs. Paired over tasks, bootstrap over tasks and seeds. "
+            "Reproduced when (a) shows obs better and (b) grad better; contradicted when either shows the opposite." + ONLY)
+    pre = f"both learners within {o.competence_factor:g}x the reference at n_ctx"
     if not low or not high:
-        return _result("2", title, test, "not measured", low + high,
-                       "needs parametric obs and grad learners on families of one kind at two or more dims")
-    ok = holds(low) and holds(high)
-    text = (f"(a) obs vs grad at the lowest d: {_tally(low)}; (b) grad or both vs obs at the highest d, smallest n: "
-            f"{_tally(high)}; "
-            f"both was best in {both_best} of {cells} (family, n) cells")
-    return _result("2", title, test, "reproduced" if ok else "not reproduced", low + high, text)
+        return _result("2", title, test, pre, "inconclusive", numbers,
+                       "needs parametric obs and grad learners (no hand-written term) at two or more dims")
+    verdict = combine([directional(low), directional(high)])
+    text = (f"(a) {low[0]['where']} at n = {low[0]['n']}: {low[0]['outcome']}, effect {fmt_effect(low[0])}; "
+            f"(b) {high[0]['where']} at n = {high[0]['n']}: {high[0]['outcome']}, effect {fmt_effect(high[0])}"
+            + "".join(f" [{x['precondition failed']}]" for x in low + high if "precondition failed" in x)
+            + f"; all d and n: {_summary(numbers)}")
+    return _result("2", title, test, pre, verdict, low + high + numbers, text, effect=[low[0], high[0]])
 
 
-def _matched(df: pd.DataFrame, z: float, on: list[str], a_sel, b_sel, where: str) -> list[dict]:
-    q = tag(final_step(learned(quality(prediction(df)))))
-    return _pairs(best_of(q[a_sel(q)], on + ["split", "n_train"]), best_of(q[b_sel(q)], on + ["split", "n_train"]),
-                  on, z, where)
-
-
-def claim_parametric_explicit(df: pd.DataFrame, z: float = 2.0) -> dict:
+def claim_parametric_explicit(cells: Cells) -> dict:
     """3. Parametric beats explicit.
 
-    Iterative learners at matched signal (same family and signal), best learner of each regime,
-    final step, at their largest common n, in every split. Reproduced when parametric has more wins
-    than half and no loss (a loss: explicit lower by more than z SE).
+    Iterative learners of the two regimes with the same family and signal (no hand-written term),
+    every split, at n_ctx and at the largest n. Judged only where the explicit learner at least
+    matches its own one-shot twin (same family and signal) at n_ctx: an explicit learner worse than
+    its one-shot twin is broken, and beating it says nothing about the regime.
     """
-    recs = _matched(df, z, ["family", "signal"], lambda q: q.regime == "parametric",
-                    lambda q: q.regime == "explicit", "parametric vs explicit, matched signal")
-    test = (f"Parametric vs explicit iterative learners with the same family and signal, final step, largest "
-            f"common n, every split. 'Win' = parametric lower by > {z:g} SE. Reproduced when wins are more "
-            "than half and there is no loss." + ONLY)
     title = "Parametric beats explicit"
+    o = cells.o
+    par = _learned(cells, mode="iterative", regime="parametric", history=0)
+    exp = _learned(cells, mode="iterative", regime="explicit", history=0)
+    recs, pre_lines = [], []
+    for e in exp.itertuples():
+        if e.kind in IMPLICIT_ONLY_KINDS:
+            continue
+        twin = _learned(cells, mode="one_shot", regime="explicit", family=e.family, signal=e.signal)
+        n_ctx = cells.n_ctx(e.family)
+        ok_twin, why = False, f"{e.family}/{e.learner}: no one-shot explicit twin with signal {e.signal}"
+        if not twin.empty:
+            chk = cells.compare(e.family, "id", n_ctx, twin.learner.iloc[0], e.learner, a_mode="one_shot")
+            if chk:
+                ok_twin = chk["outcome"] != "A better"
+                why = (f"{e.family}/{e.learner} vs its one-shot twin {twin.learner.iloc[0]} at n_ctx: "
+                       f"twin effect {fmt_effect(chk)} ({'matches' if ok_twin else 'twin better: explicit learner broken'})")
+        pre_lines.append(why)
+        for p in par[(par.family == e.family) & (par.signal == e.signal)].itertuples():
+            for split in cells.splits(e.family):
+                ns = cells.ns(e.family, p.learner)
+                for n in sorted({n_ctx, max(ns)} & set(ns)):
+                    rec = cells.compare(e.family, split, n, p.learner, e.learner)
+                    if rec:
+                        rec["where"] = f"parametric vs explicit ({e.signal})"
+                        rec = _gate(cells, rec, [(p.learner, "iterative"), (e.learner, "iterative")])
+                        if not ok_twin:
+                            rec["judged"] = False
+                            rec["precondition failed"] = why
+                        recs.append(rec)
+    test = ("Parametric vs explicit iterative learners with the same family and signal (no hand-written term, >= "
+            f"{o.min_seeds} seeds), every split, at n_ctx and the largest n, paired. Reproduced when every judged "
+            "comparison shows parametric better; contradicted when one shows explicit better." + ONLY)
+    pre = ("the explicit learner is not beaten by its own one-shot twin at n_ctx, and both learners are within "
+           f"{o.competence_factor:g}x the reference at n_ctx")
     if not recs:
-        return _result("3", title, test, "not measured", [], "no parametric and explicit learners with a common signal")
-    return _result("3", title, test, "reproduced" if holds(recs) else "not reproduced", recs,
-                   f"parametric vs explicit: {_tally(recs)}")
+        return _result("3", title, test, pre, "inconclusive", [], "no parametric and explicit learners with a common signal")
+    verdict = directional(recs)
+    return _result("3", title, test, pre, verdict, recs, f"parametric (A) vs explicit (B): {_summary(recs)}; "
+                   + "; ".join(pre_lines))
 
 
-def claim_history(df: pd.DataFrame, z: float = 2.0, tolerance: float = 0.10) -> dict:
-    """4. A history window barely helps.
+def claim_history(cells: Cells) -> dict:
+    """4. A history window barely helps: an equivalence test.
 
-    Each learner with a history window (history > 0) against the Markovian learner of the same
-    family, regime, signal and state, final step, largest common n, every split. The window
-    *helps* when it is lower by more than z SE and by more than ``tolerance`` (relative).
-    Reproduced when it helps in no comparison. (A window that hurts is consistent with the claim
-    and is reported as a change.)
+    Each learner with a window (history > 0) against the Markovian learner of the same family,
+    regime, signal, state and nominal flag, every split, at the largest n. Reproduced when every
+    interval of the relative change lies inside +- ``history_margin``; contradicted when one lies
+    wholly below -margin (the window helps more than "barely"); a window that hurts beyond the
+    margin is no reproduction (inconclusive, said so).
     """
-    q = tag(final_step(quality(prediction(df))))
-    hist, base = learned(q, history=True), learned(q)
-    recs = _pairs(hist, base, ["family", "regime", "signal", "state"], z, "history window vs Markovian")
-    for r in recs:
-        rel = (r["value A"] - r["value B"]) / r["value B"] if r["value B"] else math.nan  # lower is better here
-        r["relative change (%)"] = 100 * rel
-        r["helps"] = bool(r["outcome"] == "win" and rel < -tolerance)
-    test = (f"History > 0 learners vs the Markovian learner with the same family/regime/signal/state, final "
-            f"step, largest common n, every split. 'Helps' = lower by > {z:g} SE and by > {tolerance:.0%}. "
-            "Reproduced when the window helps in no comparison." + ONLY)
     title = "A history window barely helps"
+    o = cells.o
+    L = cells.learners
+    hist = L[L.regime.isin(LEARNED) & (L.history > 0) & (L["mode"] == "iterative")]
+    recs = []
+    for h in hist.itertuples():
+        if not cells.judged(h.family, h.learner) or h.kind in IMPLICIT_ONLY_KINDS:
+            continue
+        base = L[(L.family == h.family) & (L.regime == h.regime) & (L.signal == h.signal) & (L.state == h.state)
+                 & (L.nominal == h.nominal) & (L.history == 0) & (L["mode"] == "iterative")]
+        for b in base.itertuples():
+            if not cells.judged(b.family, b.learner):
+                continue
+            for split in cells.splits(h.family):
+                ns = cells.ns(h.family, h.learner)
+                rec = cells.compare(h.family, split, max(ns), h.learner, b.learner) if ns else None
+                if rec:
+                    rec["where"] = "history window vs Markovian"
+                    inside = -o.history_margin < rec["lo"] and rec["hi"] < o.history_margin
+                    rec["equivalence"] = ("within margin" if inside else "helps beyond margin" if rec["hi"] < -o.history_margin
+                                          else "hurts beyond margin" if rec["lo"] > o.history_margin else "undecided")
+                    recs.append(_gate(cells, rec, [(h.learner, "iterative"), (b.learner, "iterative")]))
+    test = (f"Equivalence: each history > 0 learner (>= {o.min_seeds} seeds) vs the Markovian learner with the same "
+            "family/regime/signal/state/nominal flag, every split, largest n, paired; relative change of the error and "
+            f"its {o.level:.0%} interval. Reproduced when every interval lies within +-{o.history_margin:.0%}; "
+            f"contradicted when one lies wholly below -{o.history_margin:.0%} (helps more than barely). A window that "
+            "hurts beyond the margin is not a reproduction (inconclusive)." + ONLY)
+    pre = f"both learners within {o.competence_factor:g}x the reference at n_ctx"
     if not recs:
-        return _result("4", title, test, "not measured", [], "no learner with a history window and its Markovian twin")
-    changes = [r["relative change (%)"] for r in recs]
-    text = (f"relative change of the error with the window: median {np.median(changes):+.1f}%, range "
-            f"{min(changes):+.1f}% to {max(changes):+.1f}%; helps in {sum(r['helps'] for r in recs)} of {len(recs)}")
-    return _result("4", title, test, "not reproduced" if any(r["helps"] for r in recs) else "reproduced", recs, text)
+        return _result("4", title, test, pre, "inconclusive", [], "no learner with a history window and its Markovian twin")
+    judged = [r for r in recs if r["judged"]]
+    kinds = [r["equivalence"] for r in judged]
+    if "helps beyond margin" in kinds:
+        verdict = "contradicted"
+    elif judged and len(judged) == len(recs) and all(k == "within margin" for k in kinds):
+        verdict = "reproduced"
+    else:
+        verdict = "inconclusive"
+    text = "; ".join(f"{r['family']} {r['split']}: {r['A']} vs {r['B']} {fmt_effect(r)} ({r['equivalence']}"
+                     + (f"; {r['precondition failed']}" if "precondition failed" in r else "") + ")" for r in recs)
+    return _result("4", title, test, pre, verdict, recs, text)
 
 
-def claim_logits(df: pd.DataFrame, z: float = 2.0) -> dict:
+def claim_logits(cells: Cells) -> dict:
     """5. Logits are the best implicit state.
 
-    Implicit iterative learners, best learner per state, final step: logits against each other
-    state (probs, hidden) of the same family at their largest common n, every split. Reproduced
-    when logits has more wins than half and no loss.
+    Implicit iterative learners of the classification families: state logits against each other
+    state (probs: a convex-mixture update on the simplex; hidden), same family, every split, at the
+    largest n, on the error rate and the NLL, paired. Needs two or more classification families.
+    Reproduced when logits is better on at least one metric and worse on none, in every judged
+    comparison; contradicted when another state is better on the error rate.
     """
-    recs = []
-    for other in ("probs", "hidden"):
-        recs += _matched(df, z, ["family"], lambda q: (q.regime == "implicit") & (q.state == "logits"),
-                         lambda q, o=other: (q.regime == "implicit") & (q.state == o), f"logits vs {other}")
-    test = (f"Implicit iterative learners: state logits vs probs and vs hidden, same family, final step, largest "
-            f"common n, every split. 'Win' = logits lower by > {z:g} SE. Reproduced when wins are more than half "
-            "and there is no loss." + ONLY)
     title = "Logits are the best implicit state"
+    o = cells.o
+    imp = _learned(cells, mode="iterative", regime="implicit", history=0)
+    imp = imp[~imp.kind.isin(IMPLICIT_ONLY_KINDS)]
+    recs, fams, parts = [], set(), []
+    for fam, g in imp.groupby("family"):
+        if cells.primary.get(fam) != "error_rate":
+            continue
+        logits = g[g.state == "logits"]
+        for lg in logits.itertuples():
+            for other in g[g.state != "logits"].itertuples():
+                for split in cells.splits(fam):
+                    ns = cells.ns(fam, lg.learner)
+                    pair = []
+                    for metric in ("error_rate", "nll"):
+                        rec = cells.compare(fam, split, max(ns), lg.learner, other.learner, metric=metric) if ns else None
+                        if rec:
+                            rec["where"] = f"logits vs {other.state} ({metric})"
+                            pair.append(_gate(cells, rec, [(lg.learner, "iterative"), (other.learner, "iterative")]))
+                    if pair:
+                        fams.add(fam)
+                        recs += pair
+                        if not all(r["judged"] for r in pair):
+                            parts.append("inconclusive")
+                        elif any(r["metric"] == "error_rate" and r["outcome"] == "B better" for r in pair):
+                            parts.append("contradicted")
+                        elif any(r["outcome"] == "A better" for r in pair) and not any(r["outcome"] == "B better" for r in pair):
+                            parts.append("reproduced")
+                        else:
+                            parts.append("inconclusive")
+    test = (f"Implicit iterative learners (>= {o.min_seeds} seeds) of each classification family: logits vs each other "
+            "state (probs, hidden), every split, largest n, on error rate and NLL, paired. Reproduced when logits is "
+            "better on at least one metric and worse on neither in every judged comparison, in two or more families; "
+            "contradicted when another state has the lower error rate." + ONLY)
+    pre = f"both learners within {o.competence_factor:g}x the reference (MAP) at n_ctx"
     if not recs:
-        return _result("5", title, test, "not measured", [], "no implicit learner with state logits and another state")
-    return _result("5", title, test, "reproduced" if holds(recs) else "not reproduced", recs,
-                   f"logits vs the other states: {_tally(recs)}")
+        return _result("5", title, test, pre, "inconclusive", [], "no implicit learner with state logits and another state")
+    verdict = combine(parts)
+    if verdict == "reproduced" and len(fams) < 2:
+        verdict = "inconclusive"
+    text = (f"{len(fams)} classification famil{'y' if len(fams) == 1 else 'ies'}; " + "; ".join(
+        f"{r['family']} {r['split']} {r['where']}: {fmt_effect(r)}" for r in recs))
+    return _result("5", title, test, pre, verdict, recs, text)
 
 
-def _cost_pair(it: pd.DataFrame, one: pd.DataFrame, factor: float, slope_tol: float) -> dict | None:
-    """Claim 6's numbers for one (iterative, one-shot) pair of cost rows; None without a common n."""
-    t_it, t_os = (g[g.metric == "wall_time_s"].set_index("n_train") for g in (it, one))
-    m_it, m_os = (g[g.metric == "peak_memory_mb"].set_index("n_train")["value"] for g in (it, one))
-    ns = np.array(sorted(set(t_it.index) & set(t_os.index)))
-    if len(ns) == 0:
-        return None
-    n = ns[-1]
-    k, ratio = n / t_it.loc[n, "batch_size"], t_os.loc[n, "value"] / t_it.loc[n, "value"]
-    s_it, s_os = (loglog_slope(ns, t.loc[ns, "value"].to_numpy()) for t in (t_it, t_os))
-    mem = m_os.get(n, math.nan) / m_it[n] if m_it.get(n, 0) > 0 else math.nan  # peak above baseline; may be 0
-    ok = (k / factor <= ratio <= k * factor) or (abs(s_os - 2) <= slope_tol and abs(s_it - 1) <= slope_tol)
-    return {"n": int(n), "K = n/B": k, "time ratio R": ratio, "slope (iterative)": s_it, "slope (one-shot)": s_os,
-            "memory ratio": mem, "passes": bool(ok)}
-
-
-def claim_cost(df: pd.DataFrame, factor: float = 3.0, slope_tol: float = 0.3) -> dict:
-    """6. Iterating is about K times cheaper than one shot over the same data.
-
-    Cost rows (split id, wall_time_s): each learned iterative learner against each one-shot learner
-    (context 'all') of the same family and regime (``iai bench`` times one such pair per regime),
-    over their common n. At the largest n, K = n / B (B: the iterative learner's mini-batch) and R = t_one_shot / t_iterative.
-    A pair passes when K/factor <= R <= K*factor, or when the fitted log-log slopes of wall time
-    against n are within ``slope_tol`` of 2 (one-shot) and 1 (iterative). Reproduced when all pass.
-    """
-    df = prediction(df)
-    c = final_step(df[(df.split == "id") & df.regime.isin(LEARNED) & df.metric.isin(["wall_time_s", "peak_memory_mb"])])
-    it, os_ = c[c["mode"] == "iterative"], c[(c["mode"] == "one_shot") & (c.context == "all")]
-    recs = []
-    for (fam, regime, name), ga in it.groupby(["family", "regime", "learner"], sort=True):
-        for other, gb in os_[(os_.family == fam) & (os_.regime == regime)].groupby("learner", sort=True):
-            r = _cost_pair(ga, gb, factor, slope_tol)
-            if r:
-                recs.append({"family": fam, "iterative": name, "one-shot": other, **r})
-    test = (f"Wall time (split id) of each learned iterative learner and the one-shot [all] learner of its regime at their "
-            f"largest common n: time ratio R = t_one_shot / t_iterative against K = n/B (memory ratio likewise, "
-            f"reported only). Passes when K/{factor:g} <= R <= "
-            f"{factor:g}K, or when the log-log slopes of time against n are 2 +- {slope_tol:g} (one-shot) and "
-            f"1 +- {slope_tol:g} (iterative). Reproduced when every pair passes." + ONLY)
-    title = "Iterating is about K times cheaper than one shot over the same data"
-    if not recs:
-        return _result("6", title, test, "not measured", [], "no wall-time rows for an iterative learner and its one-shot twin")
-    text = "; ".join(f"{r['family']}/{r['iterative']}: R = {r['time ratio R']:.3g} at n = {r['n']} (K = {r['K = n/B']:g}), "
-                     f"slopes {r['slope (one-shot)']:.2f} (one-shot) vs {r['slope (iterative)']:.2f} (iterative), "
-                     f"peak memory ratio {r['memory ratio']:.3g}" for r in recs)
-    return _result("6", title, test, "reproduced" if all(r["passes"] for r in recs) else "not reproduced", recs, text)
-
-
-def claim_cost_scaling(scaling: dict, factor: float = 3.0, slope_tol: float = 0.3) -> dict:
+def claim_cost_scaling(scaling: dict | None, options: Options = Options()) -> dict:
     """6. Iterating is about K times cheaper than one shot, judged where attention dominates.
 
     ``scaling`` is the JSON of ``iai bench cost`` (one iterative learner per regime against its
     one-shot twin, n doubling to tens of thousands; its ``claim6`` holds the fitted slopes and
-    ratios). The rule is :func:`claim_cost`'s, per regime at the largest n where both ran: the time
-    ratio R within K/factor .. K*factor, or log-log slopes of time within ``slope_tol`` of 2 (one
-    shot) and 1 (iterative) over the fitted range. Reproduced when every regime passes.
+    ratios). Per regime at the largest n where both ran: the time ratio R within K/factor .. K*factor,
+    or log-log slopes of time within the tolerance of 2 (one shot) and 1 (iterative). Reproduced when
+    every regime passes; contradicted when a regime's one shot is not slower than iterating at all
+    (R < 1) or passes neither rule; inconclusive without measurements.
     """
+    title = "Iterating is about K times cheaper than one shot over the same data"
+    factor, slope_tol = options.cost_factor, options.cost_slope_tolerance
+    if not scaling:
+        return _result("6", title, "`iai bench cost`", "-", "inconclusive", [], "no cost scaling measured")
     c6 = scaling["claim6"]
     recs = []
     for regime, r in c6["regimes"].items():
@@ -338,24 +587,28 @@ def claim_cost_scaling(scaling: dict, factor: float = 3.0, slope_tol: float = 0.
             f"(B = {scaling['batch_size']}) against its one-shot twin on the same tasks, n doubling to {max(scaling['n'])}. "
             f"At the largest n where both ran: time ratio R = t_one_shot / t_iterative against K = n/B. Passes when "
             f"K/{factor:g} <= R <= {factor:g}K, or when the log-log slopes of time against n over n = {lo}..{hi} are "
-            f"2 +- {slope_tol:g} (one shot) and 1 +- {slope_tol:g} (iterative). Reproduced when every regime passes.")
-    title = "Iterating is about K times cheaper than one shot over the same data"
+            f"2 +- {slope_tol:g} (one shot) and 1 +- {slope_tol:g} (iterative). Reproduced when every regime passes; "
+            "contradicted when one fails.")
     if not recs:
-        return _result("6", title, test, "not measured", [], "the cost scaling measured no pair")
+        return _result("6", title, test, "-", "inconclusive", [], "the cost scaling measured no pair")
+    verdict = "reproduced" if all(r["passes"] for r in recs) else "contradicted"
     text = "; ".join(f"{r['regime']}: R = {r['time ratio R']:.3g} at n = {r['n']} (K = {r['K = n/B']:g}; counted FLOPs "
                      f"{r['FLOP ratio']:.3g}), slopes {r['slope (one-shot)']:.2f} (one shot) vs {r['slope (iterative)']:.2f} "
                      f"(iterative), peak memory ratio {r['memory ratio']:.3g}" for r in recs)
-    return _result("6", title, test, "reproduced" if all(r["passes"] for r in recs) else "not reproduced", recs, text)
+    return _result("6", title, test, "timings on one quiet machine (the job takes every core)", verdict, recs, text)
 
 
-def evaluate_claims(df: pd.DataFrame, options: dict | None = None, cost_scaling: dict | None = None) -> list[dict]:
-    """All six claims; ``options`` (the params' ``report:`` section) may set ``significance``
-    (z, default 2), ``history_tolerance`` (0.10), ``cost_factor`` (3) and ``cost_slope_tolerance`` (0.3).
-    With ``cost_scaling`` (the JSON of ``iai bench cost``) claim 6 is judged on it, where attention
-    dominates; without it, on the table's own cost rows."""
-    o = options or {}
-    z = float(o.get("significance", 2.0))
-    factor, tol = float(o.get("cost_factor", 3.0)), float(o.get("cost_slope_tolerance", 0.3))
-    cost = claim_cost_scaling(cost_scaling, factor, tol) if cost_scaling else claim_cost(df, factor, tol)
-    return [claim_more_steps(df, z), claim_signal(df, z), claim_parametric_explicit(df, z),
-            claim_history(df, z, float(o.get("history_tolerance", 0.10))), claim_logits(df, z), cost]
+def evaluate_claims(tasks: pd.DataFrame, options: dict | None = None, cost_scaling: dict | None = None,
+                    summary: pd.DataFrame | None = None) -> list[dict]:
+    """All six claims from the per-task table; ``options`` is the params' ``report:`` section
+    (:class:`Options`), ``cost_scaling`` the JSON of ``iai bench cost`` (claim 6)."""
+    o = Options.from_dict(options)
+    quality = tasks[~tasks.metric.isin(["wall_time_s", "peak_memory_mb"])]
+    cells = Cells(quality, summary, o)
+    pred = Cells(prediction(quality), summary, o) if not quality.empty else cells
+    return [claim_more_steps(cells), claim_signal(pred), claim_parametric_explicit(pred), claim_history(pred),
+            claim_logits(pred), claim_cost_scaling(cost_scaling, o)]
+
+
+__all__ = ["VERDICTS", "Options", "paired_effect", "fmt_effect", "evaluate_claims", "combine", "directional",
+           "HIGHER_IS_BETTER", "math"]

@@ -260,13 +260,13 @@ def fig_cost(df: pd.DataFrame, styles: dict, contexts: dict):
 
 
 def read_histories(models_dir: str | Path) -> pd.DataFrame:
-    """Every training history ``<models_dir>/<family>/<learner>.csv`` (``iai train``'s log: step, loss,
-    lr, tasks_per_s, elapsed_s, rollout_steps) as one table with ``family`` and ``learner`` columns."""
+    """Every training history ``<models_dir>/<family>/<learner>/seed<S>.csv`` (``iai train``'s log: step,
+    loss, lr, tasks_per_s, elapsed_s, ...) as one table with ``family``, ``learner`` and ``seed`` columns."""
     frames = []
-    for path in sorted(Path(models_dir).glob("*/*.csv")):
+    for path in sorted(Path(models_dir).glob("*/*/seed*.csv")):
         h = pd.read_csv(path)
-        if {"step", "loss", "elapsed_s"} <= set(h.columns):
-            frames.append(h.assign(family=path.parent.name, learner=path.stem))
+        if {"step", "loss", "elapsed_s"} <= set(h.columns) and path.stem[4:].isdigit():
+            frames.append(h.assign(family=path.parent.parent.name, learner=path.parent.name, seed=int(path.stem[4:])))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -282,14 +282,16 @@ def fig_training(df: pd.DataFrame, styles: dict, histories: pd.DataFrame | None)
         for learner, g in h.groupby("learner", sort=True):
             lab = label.get(learner, learner)
             style = {k: v for k, v in plain(styles.get(lab, {})).items() if k not in ("marker", "ms")}
-            ax.plot(g.step, g.loss, label=lab, **style)
+            mean = g.groupby("step").loss.mean()  # over training seeds
+            ax.plot(mean.index, mean.to_numpy(), label=lab, **style)
         if (h.loss > 0).all():
             ax.set_yscale("log")
         seconds = h.groupby("learner").elapsed_s.max()
         ax.set(xlabel="training iteration", ylabel="loss on fresh tasks' valid points",
                title=f"{fam}  (longest run {seconds.max():.0f} s)")
     legend(fig, axes, styles)
-    fig.suptitle("Meta-training: loss against iterations (logged means; fresh tasks every iteration)", weight="bold")
+    fig.suptitle("Meta-training: loss against iterations (logged means over training seeds; fresh tasks every "
+                 "iteration)", weight="bold")
     return fig
 
 

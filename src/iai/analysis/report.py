@@ -105,9 +105,22 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
     return q
 
 
+def _claim_metrics(c: dict) -> dict:
+    """A claim's verdict and, where it rests on paired comparisons, each judged effect and interval."""
+    out = {"verdict": c["verdict"]}
+    effects = {}
+    for r in c["numbers"]:
+        if "effect" in r and r.get("judged", True):
+            key = f"{r['family']}/{r['split']}/n{r['n']}: {r['A']} vs {r['B']} ({r['metric']})"
+            effects[key] = {"effect": _num(r["effect"]), "lo": _num(r["lo"]), "hi": _num(r["hi"]), "outcome": r["outcome"]}
+    if effects:
+        out["effects"] = effects
+    return out
+
+
 def metrics(df: pd.DataFrame, claims: list[dict]) -> dict:
     """The headline numbers for ``dvc metrics``."""
-    out = {"claims": {f"claim_{c['claim']}": c["verdict"] for c in claims}, "families": {}}
+    out = {"claims": {f"claim_{c['claim']}": _claim_metrics(c) for c in claims}, "families": {}}
     t = final_table(df)
     for fam, g in t[t.split == "id"].groupby("family", sort=True):
         learners = {}
@@ -151,15 +164,18 @@ def load_table(path: str | Path, params=None) -> pd.DataFrame:
 
 def build(results_path: str | Path, figures_dir: str | Path, out: str | Path, metrics_path: str | Path | None,
           params_path: str | Path | None = None, stage_info: list | None = None,
-          cost_scaling: str | Path | None = None) -> dict:
-    """Write the report (and metrics); returns the claims. ``cost_scaling``: the JSON of
-    ``iai bench cost``, on which claim 6 is then judged."""
+          cost_scaling: str | Path | None = None, tasks_path: str | Path | None = None) -> dict:
+    """Write the report (and metrics); returns the claims. ``tasks_path``: the per-task table the claims
+    are judged on (default: per_task.parquet beside the results); ``cost_scaling``: the JSON of
+    ``iai bench cost``, on which claim 6 is judged."""
     params = None
     if params_path:
         from iai.params import load_params
 
         params = load_params(params_path)
     df = load_table(results_path, params)
+    tasks = results.read_tasks(tasks_path or Path(results_path).with_name("per_task.parquet"),
+                               known_learners(params) if params is not None else None)
     figs, stages = figure_entries(figures_dir, out), read_stage_info(stage_info or [])  # fail before the work
     scaling = None
     if cost_scaling:
@@ -168,7 +184,10 @@ def build(results_path: str | Path, figures_dir: str | Path, out: str | Path, me
             scaling["claim6"]["regimes"]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ConfigError(f"--cost-scaling: {cost_scaling}: expected the JSON of `iai bench cost` ({err})") from err
-    claims = evaluate_claims(df, params.report if params else None, scaling)
+    options = dict(params.report) if params else {}
+    if params:  # n_ctx = B x K_train of the recipe (a family's one-shot rows override it)
+        options.setdefault("train_context", params.raw["train"]["batch_size"] * params.raw["train"]["max_steps"])
+    claims = evaluate_claims(tasks, options, scaling, df)
     context = {
         "results_path": str(results_path), "results_sha": file_sha256(results_path)[:12], "rows": len(df),
         "params_path": str(params_path) if params_path else None,
@@ -184,6 +203,8 @@ def build(results_path: str | Path, figures_dir: str | Path, out: str | Path, me
 
 def cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="data/results/results.csv", help="results table (CSV)")
+    p.add_argument("--tasks", default=None, help="per-task table the claims are judged on (default: per_task.parquet "
+                   "beside --results)")
     p.add_argument("--figures", default="reports/figures", help="folder of the figures (`iai figures --out`)")
     p.add_argument("--params", help="params YAML (shown in the report; checks learner and family names)")
     p.add_argument("--stage-info", nargs="*", default=[], metavar="JSON",
@@ -194,6 +215,7 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cli_main(args: argparse.Namespace) -> None:
-    out = build(args.results, args.figures, args.out, args.metrics, args.params, args.stage_info, args.cost_scaling)
+    out = build(args.results, args.figures, args.out, args.metrics, args.params, args.stage_info, args.cost_scaling,
+                args.tasks)
     verdicts = ", ".join(f"{c['claim']}: {c['verdict']}" for c in out["claims"])
     print(f"wrote {args.out} and {args.metrics} (claims {verdicts})")

@@ -27,8 +27,8 @@ th, td { border-bottom: 1px solid #e4e4e8; padding: 0.22rem 0.6rem; text-align: 
 th { background: #f6f6f8; font-weight: 600; white-space: nowrap; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .verdict { display: inline-block; padding: 0.05rem 0.5rem; border-radius: 0.7rem; font-size: 0.82rem;
            font-weight: 600; white-space: nowrap; }
-.v-reproduced { background: #d9f2de; color: #125c24; } .v-not-reproduced { background: #fbe0dd; color: #8a1c10; }
-.v-not-measured { background: #ececef; color: #555; }
+.v-reproduced { background: #d9f2de; color: #125c24; } .v-contradicted { background: #fbe0dd; color: #8a1c10; }
+.v-inconclusive { background: #ececef; color: #555; }
 .outcome-win { color: #125c24; } .outcome-loss { color: #8a1c10; font-weight: 600; } .outcome-tie { color: #666; }
 figure { margin: 1.2rem 0 2rem; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.9rem; color: #333; margin-top: 0.3rem; max-width: 60rem; }
@@ -206,8 +206,10 @@ def claim_details(claims: list[dict]) -> str:
         if len(c["numbers"]) > 12:
             nums = f"<details><summary>{len(c['numbers'])} comparisons</summary>{nums}</details>"
         out.append(f'<h3 id="claim-{c["claim"]}">Claim {c["claim"]}: {esc(c["title"])} {badge(c["verdict"])}</h3>'
-                   f'<p class="test"><b>Test.</b> {esc(c["test"])}</p><p class="test"><b>Measured.</b> '
-                   f'{esc(c["explanation"])}</p>{nums}')
+                   f'<p class="test"><b>Test.</b> {esc(c["test"])}</p>'
+                   f'<p class="test"><b>Precondition.</b> {esc(c.get("precondition", "-"))}</p>'
+                   f'<p class="test"><b>Measured</b> (effect: relative change of A against B, negative = A better, '
+                   f'[95% interval]). {esc(c["explanation"])}</p>{nums}')
     return "".join(out)
 
 

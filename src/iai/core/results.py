@@ -1,6 +1,12 @@
-"""The results table: one tidy, long-format table that every figure, the report and the metrics read.
+"""The results tables: per-task rows (what every comparison pairs on) and their tidy summary.
 
-One row per (family, split, learner, n_train, step, metric). Columns (see :data:`COLUMNS`):
+``data/results/per_task.parquet`` has one row per (family, split, learner, training seed, n, step,
+metric, task): :data:`TASK_COLUMNS`. Every learner evaluated on a family's split sees the same bank
+tasks and the same mini-batches, so two learners' rows pair up by ``task``; a learned learner has one
+row per training ``seed`` (references: seed 0). The claims read this table.
+
+``data/results/results.csv`` is its summary (:func:`summarize`), one row per (family, split, learner,
+n_train, step, metric), plus the cost rows of ``iai bench`` (which are measurements, not per task):
 
 =============  ==============================================================================
 family         family name from the params (e.g. ``linreg``)
@@ -13,6 +19,8 @@ signal         ``obs``, ``grad``, ``both`` for learned parametric/explicit learn
 state          implicit regime: what the running state carries (``logits``, ``hidden``, ``probs``);
                else ``none``
 history        non-Markovian window of past states (0 = Markovian, and for non-learned learners)
+nominal        whether the update contains the hand-written gradient term (learned parametric and
+               explicit learners with ``nominal: true``; the ``nominal_rule`` reference is that term alone)
 mode           ``iterative``, or ``one_shot`` (the whole context in one step)
 context        ``all`` (every one of the n_train points) or ``capped`` (one-shot learner fed a random
                subset of its training context size)
@@ -24,10 +32,11 @@ metric         ``mse``, ``excess_risk`` (regression), ``error_rate``, ``nll`` (c
                ``edge_accuracy``, ``valid_order`` (topological order; higher is better),
                ``mmd``, ``sample_nll``, ``cfm_loss`` (generation), or the cost metrics
                ``wall_time_s``, ``peak_memory_mb``
-value          mean over tasks
-sem            standard error of the mean over tasks (NaN where not defined)
+value          mean over tasks of the mean over training seeds
+sem            standard error over tasks of the seed-averaged value (NaN where not defined)
+seed_sd        standard deviation across training seeds of each seed's mean over tasks (NaN: one seed)
 n_tasks        tasks averaged
-seed           seed of the rollout's mini-batch stream
+n_seeds        training seeds averaged (references and cost rows: 1)
 =============  ==============================================================================
 """
 
@@ -36,13 +45,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 from iai.utils import ConfigError, atomic_path
 
-COLUMNS = ["family", "kind", "dim", "split", "regime", "learner", "signal", "state", "history", "mode", "context", "batch_size",
-           "n_train", "step", "n_seen", "metric", "value", "sem", "n_tasks", "seed"]
+LEARNER_COLUMNS = ["family", "kind", "dim", "split", "regime", "learner", "signal", "state", "history", "nominal",
+                   "mode", "context", "batch_size"]
+COLUMNS = LEARNER_COLUMNS + ["n_train", "step", "n_seen", "metric", "value", "sem", "seed_sd", "n_tasks", "n_seeds"]
+TASK_COLUMNS = LEARNER_COLUMNS + ["n_train", "step", "n_seen", "metric", "seed", "task", "value"]
 KEY = ["family", "split", "learner", "mode", "context", "n_train", "step", "metric"]
+TASK_KEY = KEY + ["seed", "task"]
 REGIMES = ("parametric", "implicit", "explicit", "classical", "exact")
 MODES = ("iterative", "one_shot")
 CONTEXTS = ("all", "capped")
@@ -51,13 +64,15 @@ QUALITY_METRICS = ("mse", "excess_risk", "error_rate", "nll", "edge_accuracy", "
 COST_METRICS = ("wall_time_s", "peak_memory_mb")
 METRICS = QUALITY_METRICS + COST_METRICS
 HIGHER_IS_BETTER = ("edge_accuracy", "valid_order")  # every other metric is lower-is-better
+_DEFAULTS = {"nominal": False, "seed_sd": np.nan, "n_seeds": 1}
 
 
-def validate(df: pd.DataFrame, source: str = "results table", known_learners: Iterable[str] | None = None) -> pd.DataFrame:
+def validate(df: pd.DataFrame, source: str = "results table", known_learners: Iterable[str] | None = None,
+             columns: list[str] = COLUMNS, key: list[str] = KEY) -> pd.DataFrame:
     """Check columns and categorical values; raise one clear :class:`ConfigError` on the first problem."""
-    missing = [c for c in COLUMNS if c not in df.columns]
+    missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ConfigError(f"{source}: missing column(s) {missing}; expected columns {COLUMNS}")
+        raise ConfigError(f"{source}: missing column(s) {missing}; expected columns {columns}")
     for col, allowed in (("regime", REGIMES), ("mode", MODES), ("context", CONTEXTS), ("metric", METRICS)):
         bad = sorted(set(df[col].astype(str)) - set(allowed))
         if bad:
@@ -66,17 +81,39 @@ def validate(df: pd.DataFrame, source: str = "results table", known_learners: It
         bad = sorted(set(df["learner"].astype(str)) - set(known_learners))
         if bad:
             raise ConfigError(f"{source}: unknown learner(s) {bad}; the params define {sorted(known_learners)}")
-    dup = df.duplicated(KEY)
+    dup = df.duplicated(key)
     if dup.any():
-        row = df.loc[dup, KEY].iloc[0].to_dict()
+        row = df.loc[dup, key].iloc[0].to_dict()
         raise ConfigError(f"{source}: duplicate rows for {row}")
     return df
 
 
 def to_frame(rows: list[dict]) -> pd.DataFrame:
-    """Rows (dicts with at least :data:`COLUMNS`) to a validated frame in column order."""
+    """Summary rows (dicts with :data:`COLUMNS`; ``nominal``, ``seed_sd`` and ``n_seeds`` may be left
+    out: False, NaN, 1) to a validated frame in column order."""
+    rows = [{**_DEFAULTS, **r} for r in rows]
     df = pd.DataFrame(rows, columns=COLUMNS) if rows else pd.DataFrame(columns=COLUMNS)
     return validate(df)
+
+
+def task_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A validated per-task frame in :data:`TASK_COLUMNS` order."""
+    return validate(df[TASK_COLUMNS].reset_index(drop=True), "per-task table", columns=TASK_COLUMNS, key=TASK_KEY)
+
+
+def summarize(tasks: pd.DataFrame) -> pd.DataFrame:
+    """Per-task rows -> summary rows: the mean over seeds and tasks, the standard error over tasks of
+    the seed-averaged values, and the spread (sd) across seeds of each seed's task mean."""
+    if tasks.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    group = LEARNER_COLUMNS + ["n_train", "step", "n_seen", "metric"]
+    per_task = tasks.groupby(group + ["task"], sort=False, dropna=False)["value"].mean().reset_index()
+    out = per_task.groupby(group, sort=False, dropna=False)["value"].agg(["mean", "sem", "count"]).reset_index()
+    per_seed = tasks.groupby(group + ["seed"], sort=False, dropna=False)["value"].mean().reset_index()
+    spread = per_seed.groupby(group, sort=False, dropna=False)["value"].agg(["std", "count"]).reset_index()
+    out = out.merge(spread, on=group, how="left")
+    out = out.rename(columns={"mean": "value", "count_x": "n_tasks", "std": "seed_sd", "count_y": "n_seeds"})
+    return validate(out[COLUMNS])
 
 
 def read(path: str | Path, known_learners: Iterable[str] | None = None) -> pd.DataFrame:
@@ -94,9 +131,40 @@ def write(df: pd.DataFrame, path: str | Path) -> None:
         df.to_csv(tmp, index=False, float_format="%.9g")
 
 
-def merge(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """Concatenate per-job tables into one, checking each and the union."""
-    frames = [read(p) for p in paths]
-    if not frames:
+def read_tasks(path: str | Path, known_learners: Iterable[str] | None = None) -> pd.DataFrame:
+    """A per-task table (Parquet)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: per-task table not found")
+    df = pd.read_parquet(path)
+    return validate(df, str(path), known_learners, columns=TASK_COLUMNS, key=TASK_KEY)
+
+
+def write_tasks(df: pd.DataFrame, path: str | Path) -> None:
+    """A per-task table as Parquet, sorted, atomically."""
+    df = task_frame(df).sort_values(TASK_KEY, kind="stable").reset_index(drop=True)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def read_any(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(summary rows, per-task rows)`` of one job's output: a per-task Parquet (summarized here) or a
+    summary CSV (cost measurements; no per-task rows)."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        tasks = read_tasks(path)
+        return summarize(tasks), tasks
+    return read(path), pd.DataFrame(columns=TASK_COLUMNS)
+
+
+def merge(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-job tables (per-task Parquet, or summary CSV for cost rows) -> (summary, per-task), each
+    checked, and their unions checked."""
+    parts = [read_any(p) for p in paths]
+    if not parts:
         raise ConfigError("merge: no input tables")
-    return validate(pd.concat(frames, ignore_index=True), "merged results")
+    summary = validate(pd.concat([s for s, _ in parts], ignore_index=True), "merged results")
+    tasks = [t for _, t in parts if not t.empty]
+    per_task = (validate(pd.concat(tasks, ignore_index=True), "merged per-task table", columns=TASK_COLUMNS,
+                         key=TASK_KEY) if tasks else pd.DataFrame(columns=TASK_COLUMNS))
+    return summary, per_task

@@ -94,8 +94,9 @@ def rollout(learner: Learner, family: TaskFamily, tasks: TaskBatch, batch_size: 
 
     ``n_steps`` defaults to ``epochs`` passes over the train points. Tasks are processed in chunks of
     ``task_chunk`` (all at once by default) to bound memory. Returns one record per (step, metric):
-    ``{"step", "n_seen", "metric", "value", "sem", "n_tasks"}`` where value is the mean over tasks
-    and sem its standard error; ``n_seen`` counts the points read (repeats included).
+    ``{"step", "n_seen", "metric", "value", "sem", "n_tasks", "values"}`` where value is the mean over
+    tasks, sem its standard error and values the per-task numbers (a float64 numpy array, in task
+    order); ``n_seen`` counts the points read (repeats included).
     """
     n_steps = n_steps or steps_for(tasks.n_train, batch_size, epochs)
     wanted = set(eval_steps(n_steps, steps))
@@ -135,7 +136,7 @@ def rollout(learner: Learner, family: TaskFamily, tasks: TaskBatch, batch_size: 
 
 
 def summarize(per_step: dict[int, dict[str, list[Tensor]]], seen: dict[int, int]) -> list[dict]:
-    """Mean and standard error over tasks of each step's per-task metrics."""
+    """Mean and standard error over tasks of each step's per-task metrics, and the metrics themselves."""
     records = []
     for step, metrics in per_step.items():
         for name, chunks in metrics.items():
@@ -143,5 +144,5 @@ def summarize(per_step: dict[int, dict[str, list[Tensor]]], seen: dict[int, int]
             n = values.numel()
             sem = values.std().item() / math.sqrt(n) if n > 1 else float("nan")
             records.append({"step": step, "n_seen": seen[step], "metric": name,
-                            "value": values.mean().item(), "sem": sem, "n_tasks": n})
+                            "value": values.mean().item(), "sem": sem, "n_tasks": n, "values": values.numpy()})
     return records

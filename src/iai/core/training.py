@@ -1,12 +1,27 @@
 """Greedy meta-training, one iteration at a time: the settings and the step every trainer shares.
 
-Each iteration samples a fresh batch of tasks (from the seed it is given), draws the rollout length k
-uniformly from 1..K_train, and rolls the learner over k mini-batches drawn by the evaluation's own
-:func:`iai.core.rollout.minibatch_indices`. The state is detached between steps, so no gradient
-crosses a step: each step is trained on the valid loss of the state it produces, and the k step
-losses are averaged. A one-shot learner takes a single step over a context of k * B points instead.
-On CUDA the step network runs under bf16 autocast. ``iai train`` (the optimizer, schedule,
-checkpoints) and ``iai bench train`` (throughput) both drive :func:`train_iteration`.
+Two samplers (``train.sampler``) decide which steps an iteration trains; both are greedy (the state
+is detached between steps, so no gradient crosses a step: each step is trained on the valid loss of
+the state it produces) and both read each task's train points in mini-batches drawn by the
+evaluation's own :func:`iai.core.rollout.minibatch_indices`.
+
+- ``"rollout"`` (the default, :func:`train_iteration`): each iteration samples a fresh batch of
+  ``tasks_per_batch`` tasks (from the seed it is given), draws the rollout length k uniformly from
+  1..K_train and rolls the learner over k mini-batches, averaging the k step losses. Step depth d
+  gets weight sum_{k>=d} 1/(K k) (for K = 8: 0.34 at d = 1, 0.016 at d = 8), and an iteration costs
+  tasks_per_batch * k task-steps ((K + 1) / 2 * tasks_per_batch on average).
+- ``"pool"`` (:class:`TaskPool`): a persistent pool of ``tasks_per_batch`` task states at mixed
+  depths. Each iteration advances every task by one step (one forward and backward over the pool)
+  and trains on the mean over the pool of the valid loss after that step; the states are detached
+  and kept, tasks that have taken K_train steps are retired and replaced by fresh tasks at depth 0.
+  The pool is staggered from the first iteration (slot j starts at depth j mod K_train, rolled there
+  without gradient by the initial weights), so every depth 1..K_train is trained equally often and
+  an iteration costs ``tasks_per_batch`` task-steps. ``random_steps`` does not apply.
+
+A one-shot learner takes a single step over a context of k * B points (k uniform in 1..K_train)
+with either sampler. On CUDA the step network runs under bf16 autocast. ``iai train`` (the
+optimizer, schedule, checkpoints) and ``iai bench train`` (throughput) both drive
+:func:`train_iteration` and :class:`TaskPool` (see :func:`uses_pool`).
 """
 
 from __future__ import annotations
@@ -17,12 +32,13 @@ from typing import Any
 
 import torch
 
-from iai.core.learners.base import detach
+from iai.core.learners.base import State, detach
 from iai.core.rollout import SCHEDULES, gather_points, minibatch_indices
 from iai.core.tasks import TaskFamily
 from iai.utils import ConfigError, generator
 
 TARGETS = ("observed", "noiseless")
+SAMPLERS = ("rollout", "pool")
 
 
 @dataclass(frozen=True)
@@ -32,6 +48,8 @@ class TrainConfig:
     ``target='noiseless'`` scores each step against the valid points' noiseless truth (the
     regression function, or the teacher's class probabilities) instead of their sampled labels: the
     same minimizer, with less variance per task (training tasks are synthetic, so the truth is known).
+    ``sampler`` picks the greedy sampler (module docstring); with ``"pool"``, ``tasks_per_batch`` is
+    the pool size (tasks advanced per iteration).
     """
 
     batch_size: int = 16
@@ -49,6 +67,7 @@ class TrainConfig:
     threads: int = 1
     log_every: int = 50
     checkpoint_every: int = 250
+    sampler: str = "rollout"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_steps", "tasks_per_batch", "n_valid", "iterations", "log_every",
@@ -58,6 +77,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name}: expected an integer >= 1, got {value!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"train.schedule: expected one of {list(SCHEDULES)}, got {self.schedule!r}")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"train.sampler: expected one of {list(SAMPLERS)}, got {self.sampler!r}")
         if self.target not in TARGETS:
             raise ConfigError(f"train.target: expected one of {list(TARGETS)}, got {self.target!r}")
         if not (self.lr > 0 and self.grad_clip > 0 and self.weight_decay >= 0 and self.warmup >= 0
@@ -107,3 +128,114 @@ def train_iteration(learner, family: TaskFamily, tc: TrainConfig, seed: int, dev
         (loss / steps).backward()
         total += loss.detach()
     return total.item() / steps, k
+
+
+def uses_pool(learner, tc: TrainConfig) -> bool:
+    """Whether ``learner`` trains with a :class:`TaskPool` (one-shot learners keep the rollout path)."""
+    return tc.sampler == "pool" and learner.mode != "one_shot"
+
+
+def _put(state: State, index: torch.Tensor, part: State) -> State:
+    """``state`` with the tasks at ``index`` replaced by ``part`` (out of place, differentiable in ``part``)."""
+    out = {}
+    for key, value in state.items():
+        dtype = torch.promote_types(value.dtype, part[key].dtype)
+        out[key] = value.to(dtype).index_put((index,), part[key].to(dtype))
+    return out
+
+
+class TaskPool:
+    """The ``"pool"`` sampler: ``size`` tasks at mixed depths, each advanced one step per iteration.
+
+    Each task owns n_train = K_train * B train points, read as the K_train mini-batches that
+    :func:`minibatch_indices` draws for it when it joins (one ``epochs`` pass), and ``n_valid`` valid
+    points. The stored states were computed by the weights of earlier iterations (stale, up to
+    K_train - 1 optimizer updates old): that is expected, as in any replay of greedy states; each
+    step is still trained on the state the current weights produce from it. The pool is plain
+    tensors (:meth:`state_dict`), so a resume checkpoint restores it exactly.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self.data: dict[str, torch.Tensor] | None = None  # x [P, K, B, D], y [P, K, B, O], x_valid, target, depth [P]
+        self.state: State | None = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        if self.data is None:
+            return {}
+        return {"data": dict(self.data), "state": dict(self.state)}
+
+    def load_state_dict(self, blob: dict, device: torch.device | None = None) -> None:
+        if not blob:
+            self.data = self.state = None
+            return
+        self.data = {k: v.to(device) if device is not None else v for k, v in blob["data"].items()}
+        self.state = {k: v.to(device) if device is not None else v for k, v in blob["state"].items()}
+
+    @property
+    def depth(self) -> torch.Tensor:
+        """Steps each task has taken (1..K_train after an :meth:`advance`)."""
+        return self.data["depth"]
+
+    # ------------------------------------------------------------------ sampling
+    def _fresh(self, n: int, family: TaskFamily, tc: TrainConfig, gen: torch.Generator,
+               device: torch.device) -> dict[str, torch.Tensor]:
+        """``n`` new tasks at depth 0, their mini-batches drawn in the order they will be read."""
+        k, b = tc.max_steps, tc.batch_size
+        tasks = family.sample(n, k * b, tc.n_valid, gen)
+        index = torch.stack(list(minibatch_indices(n, k * b, b, k, tc.schedule, gen)), 1)  # [n, K, B]
+        x = gather_points(tasks.x_train, index.flatten(1)).unflatten(1, (k, b))
+        y = gather_points(tasks.y_train, index.flatten(1)).unflatten(1, (k, b))
+        target = tasks.f_valid if tc.target == "noiseless" else tasks.y_valid
+        return {"x": x.to(device), "y": y.to(device), "x_valid": tasks.x_valid.to(device),
+                "target": target.to(device), "depth": torch.zeros(n, dtype=torch.long, device=device)}
+
+    def _fill(self, learner, family: TaskFamily, tc: TrainConfig, gen: torch.Generator, device: torch.device,
+              autocast) -> None:
+        """The first pool: slot j at depth j mod K_train, rolled there without gradient (no burn-in)."""
+        data = self._fresh(self.size, family, tc, gen, device)
+        data["depth"] = torch.arange(self.size, device=device) % tc.max_steps
+        with torch.no_grad(), autocast:
+            state = learner.init(data["x_valid"])
+            for d in range(tc.max_steps - 1):
+                index = (data["depth"] > d).nonzero().squeeze(1)
+                if not len(index):
+                    break
+                part = learner.step({k: v[index] for k, v in state.items()}, data["x"][index, d], data["y"][index, d])
+                state = _put(state, index, part)
+        self.data, self.state = data, detach(state)
+
+    # ------------------------------------------------------------------ one iteration
+    def advance(self, learner, family: TaskFamily, tc: TrainConfig, seed: int,
+                device: torch.device) -> tuple[float, float]:
+        """One optimizer iteration's forward and backward: every task takes its next step.
+
+        Retired tasks (K_train steps taken) are first replaced by fresh ones drawn from ``seed``;
+        fresh tasks start from ``learner.init`` (with gradient, so theta^(0) is trained by the
+        depth-1 steps). Returns (mean valid loss over the pool after the step, mean depth of that step).
+        """
+        if learner.mode == "one_shot":
+            raise ConfigError("TaskPool: one-shot learners train with the rollout sampler (train_iteration)")
+        gen = generator(seed)
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+        if self.data is None:
+            self._fill(learner, family, tc, gen, device, autocast)
+        retired = (self.data["depth"] >= tc.max_steps).nonzero().squeeze(1)
+        if len(retired):
+            new = self._fresh(len(retired), family, tc, gen, device)
+            self.data = {k: v.index_put((retired,), new[k]) for k, v in self.data.items()}
+        data, depth = self.data, self.data["depth"]
+        fresh = (depth == 0).nonzero().squeeze(1)
+        slots = torch.arange(self.size, device=device)
+        with autocast:
+            state = self.state
+            if len(fresh):
+                state = _put(state, fresh, learner.init(data["x_valid"][fresh]))
+            state = learner.step(state, data["x"][slots, depth], data["y"][slots, depth])
+            pred = learner.predict(state, data["x_valid"])
+        loss = family.loss(pred.float(), data["target"]).mean()
+        loss.backward()
+        self.state = detach(state)
+        self.data["depth"] = depth + 1
+        return loss.item(), float(self.data["depth"].float().mean())

@@ -31,9 +31,9 @@ import torch
 from iai.core.learners import describe, load_run
 from iai.core.tasks import build_family
 from iai.params import Params, load_params
-from iai.core.results import COLUMNS, to_frame, write
+from iai.core.results import to_frame, write
 from iai.core.rollout import rollout
-from iai.core.training import TrainConfig, train_iteration
+from iai.core.training import TaskPool, TrainConfig, train_iteration, uses_pool
 from iai.utils import atomic_path, derive_seed, describe_device, resolve_device, write_json
 
 _STATUS = Path("/proc/self/status")
@@ -137,7 +137,7 @@ def _table_main(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     device = args.device or params.device
-    df = to_frame([{c: r[c] for c in COLUMNS} for r in bench_family(params, args.family, None if args.untrained else args.models, device, args.sizes)])
+    df = to_frame(bench_family(params, args.family, None if args.untrained else args.models, device, args.sizes))
     write(df, args.out)
     write_json(Path(args.out).with_suffix(".json"), {
         "stage": "bench", "family": args.family, "rows": len(df), "device": str(resolve_device(device)),
@@ -430,12 +430,14 @@ GPU_PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12
 
 
 def bench_train(params_file: str | None = None, family_name: str | None = None, iterations: int = 20,
-                device: str = "cpu", threads: int = 1, progress=print) -> dict:
+                device: str = "cpu", threads: int = 1, sampler: str | None = None, progress=print) -> dict:
     """Meta-training throughput per regime (each cost pair's iterative and one-shot run): iterations/s,
     tasks x steps per second, and FLOP/s estimated as nanoGPT's ``estimate_mfu`` does (3x the
     forward FLOPs of every step, from :func:`step_flops`); on CUDA also the fraction of the GPU's
     dense bf16 peak (``GPU_PEAK_FLOPS``; None for an unknown GPU). Untrained learners, the run's own
-    train settings (``train.iterations`` replaced by ``iterations``), after 3 warm-up iterations."""
+    train settings (``train.iterations`` replaced by ``iterations``; ``train.sampler`` by ``sampler``
+    when given: the pool advances tasks_per_batch task-steps an iteration, one-shot runs keep the
+    rollout path), after 3 warm-up iterations."""
     dev = resolve_device(device)
     if dev.type == "cpu" and threads:
         torch.set_num_threads(threads)
@@ -446,13 +448,19 @@ def bench_train(params_file: str | None = None, family_name: str | None = None, 
     for regime, pair in learners.items():
         for learner in pair:
             learner = learner.to(dev).train()
-            tc = TrainConfig.from_dict(learner.config["train"])
+            tc = TrainConfig.from_dict({**learner.config["train"], **({"sampler": sampler} if sampler else {})})
             opt = torch.optim.AdamW(learner.parameters(), lr=tc.lr)
             work = {"tasks_steps": 0, "flops": 0.0}
+            pool = TaskPool(tc.tasks_per_batch) if uses_pool(learner, tc) else None
 
             def one(it: int, count: bool) -> None:
                 opt.zero_grad(set_to_none=True)
-                _, k = train_iteration(learner, family, tc, derive_seed(0, "bench-train", learner.name, it), dev)
+                it_seed = derive_seed(0, "bench-train", learner.name, it)
+                if pool is not None:
+                    pool.advance(learner, family, tc, it_seed, dev)
+                    k = 1  # one step per task of the pool
+                else:
+                    _, k = train_iteration(learner, family, tc, it_seed, dev)
                 torch.nn.utils.clip_grad_norm_(learner.parameters(), tc.grad_clip)
                 opt.step()
                 if count:
@@ -474,7 +482,8 @@ def bench_train(params_file: str | None = None, family_name: str | None = None, 
             secs = time.perf_counter() - start
             flops_s = work["flops"] / secs
             out["runs"][learner.name] = {
-                "regime": regime, "mode": learner.mode, "iterations_per_s": iterations / secs,
+                "regime": regime, "mode": learner.mode, "sampler": "pool" if pool is not None else "rollout",
+                "iterations_per_s": iterations / secs,
                 "task_steps_per_s": work["tasks_steps"] / secs, "flops_per_s": flops_s,
                 "mfu": flops_s / peak if peak else None}
             progress(f"bench train {learner.name}: {iterations / secs:.3g} it/s, "
@@ -505,6 +514,8 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-cap", type=float, default=8192.0, help="cost: skip one shot past this many MB")
     p.add_argument("--iterative-threads", type=int, default=1, help="cost: CPU threads of the iterative rollouts")
     p.add_argument("--iterations", type=int, default=20, help="train: timed iterations per run")
+    p.add_argument("--sampler", choices=("rollout", "pool"), default=None,
+                   help="train: override train.sampler (default: the runs' own)")
     p.add_argument("--figure", default=None, help="cost: PNG path (default: the --out path with .png)")
     p.add_argument("--out", default=None, help="table: cost rows (CSV; a summary JSON beside it); cost/train: JSON")
 
@@ -538,7 +549,8 @@ def cli_main(args: argparse.Namespace) -> None:
             print("claim 6:", {k: (round(v, 3) if isinstance(v, float) else v)
                                for k, v in result["claim6"]["regimes"][regime].items()})
     else:
-        result = bench_train(args.params, args.family, args.iterations, args.device or "auto", args.threads or 1)
+        result = bench_train(args.params, args.family, args.iterations, args.device or "auto", args.threads or 1,
+                             sampler=args.sampler)
     result["duration_s"] = round(time.perf_counter() - start, 2)
     write_json(out, result)
     print(f"wrote {out}" + (f" and {figure}" if args.what == "cost" else ""))

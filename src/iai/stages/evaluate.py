@@ -1,15 +1,23 @@
-"""``iai evaluate``: roll one learner out on a family's task banks at growing dataset sizes.
+"""``iai evaluate``: roll one learner (every training seed of it) out on a family's task banks at growing n.
 
 For every split of the bank (in- and out-of-distribution) and every size n in ``evaluate.sizes``,
-the learner reads the first n train points of each task (banks are pre-shuffled) over
-ceil(n / B) * epochs mini-batch steps, and its valid metrics are recorded at log-spaced steps.
-Every learner evaluated at the same (family, split, n) with the same B receives *the same*
-mini-batches (one seed per (family, split, n)), so classical optimizers, the exact Bayes update and
-the learned learners are compared on identical data streams.
+the learner reads n train points of each task over ceil(n / B) * epochs mini-batch steps, and its
+valid metrics are recorded, per task, at log-spaced steps. Every learner evaluated at the same
+(family, split) with the same B receives *the same* mini-batches (one seed per (family, split)), so
+classical optimizers, the exact Bayes update and the learned learners are compared on identical data
+streams, and their per-task numbers pair up.
+
+One pass (the default, ``epochs: 1``, ``schedule: epochs``, every n a multiple of B): the sizes share
+one rollout over the largest n. Its first n/B mini-batches are a uniformly random n-subset of the
+task's points read once in random order, which is what "a dataset of n points, one pass" means, so
+the rows of size n are that rollout's steps 1 .. n/B (half the work of a rollout per size). Otherwise
+every size gets its own rollout over the first n points (banks are pre-shuffled).
 
 One-shot learners are run twice: ``context=capped`` reads a random subset of their training context
 size in one step (what a one-shot amortizer can do), and ``context=all`` reads all n points in one
 step (beyond its training context; skipped above ``evaluate.one_shot_full_max``).
+
+Output: the per-task table (:data:`iai.core.results.TASK_COLUMNS`, Parquet) and a JSON summary.
 """
 
 from __future__ import annotations
@@ -19,13 +27,14 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from iai.params import Params, load_params
 from iai.core.learners.references import REFERENCE_NAMES, applies, reference_learner
-from iai.core.results import COLUMNS, to_frame, write
+from iai.core.results import TASK_COLUMNS, task_frame, write_tasks
 from iai.core.learners import describe, load_run
-from iai.core.rollout import rollout
+from iai.core.rollout import eval_steps, rollout, steps_for
 from iai.core.tasks import TaskBatch, TaskFamily, build_family
 from iai.core.tasks.bank import load_bank
 from iai.utils import ConfigError, derive_seed, describe_device, resolve_device, write_json
@@ -43,33 +52,55 @@ def evaluation_jobs(params: Params) -> list[tuple[str, str]]:
     return jobs
 
 
+def _records_to_rows(records: list[dict], **columns) -> list[dict]:
+    """Rollout records -> per-task column blocks (one dict of equal-length arrays per record)."""
+    out = []
+    for r in records:
+        values = np.asarray(r["values"], dtype=float)
+        out.append({**columns, "step": r["step"], "n_seen": r["n_seen"], "metric": r["metric"],
+                    "task": np.arange(len(values)), "value": values})
+    return out
+
+
 def evaluate_split(learner, family: TaskFamily, bank: TaskBatch, sizes: list[int], batch_size: int,
-                   settings: dict, seed_of) -> list[dict]:
-    """Rows (without family/split columns) for one learner on one split at every size."""
-    rows = []
+                   settings: dict, seed: int) -> list[dict]:
+    """Per-task column blocks (without family/split/learner columns) for one learner on one split."""
+    blocks = []
     mode = getattr(learner, "mode", "iterative")
+    epochs, schedule = settings.get("epochs", 1), settings.get("schedule", "epochs")
+    spacing = settings.get("steps", "log")
+    common = dict(epochs=epochs, schedule=schedule, seed=seed, task_chunk=settings.get("task_chunk"),
+                  device=settings.get("device"))
+    if mode == "iterative":
+        shared = epochs == 1 and schedule == "epochs" and all(n % batch_size == 0 for n in sizes)
+        if shared:  # one rollout over the largest n; size n is its first n/B steps
+            n_max = max(sizes)
+            wanted = sorted({s for n in sizes for s in eval_steps(steps_for(n, batch_size), spacing)})
+            records = rollout(learner, family, bank.head(n_max), batch_size, steps=wanted, **common)
+            for n in sizes:
+                keep = set(eval_steps(steps_for(n, batch_size), spacing))
+                blocks += _records_to_rows([r for r in records if r["step"] in keep], context="all",
+                                           batch_size=batch_size, n_train=n)
+            return blocks
+        for n in sizes:
+            records = rollout(learner, family, bank.head(n), batch_size, steps=spacing, **common)
+            blocks += _records_to_rows(records, context="all", batch_size=batch_size, n_train=n)
+        return blocks
+    cap = learner.context_size
     for n in sizes:
-        tasks, seed = bank.head(n), seed_of(n)
-        runs = []  # (context, mini-batch size, tasks)
-        if mode == "iterative":
-            runs.append(("all", batch_size, tasks))
-        else:
-            cap = learner.context_size
-            runs.append(("capped", min(n, cap), tasks.head(min(n, cap))))
-            if n <= settings.get("one_shot_full_max", 1 << 30):
-                runs.append(("all", n, tasks))
+        runs = [("capped", min(n, cap), bank.head(min(n, cap)))]
+        if n <= settings.get("one_shot_full_max", 1 << 30):
+            runs.append(("all", n, bank.head(n)))
         for context, b, part in runs:
-            records = rollout(learner, family, part, b, epochs=settings.get("epochs", 1),
-                              schedule=settings.get("schedule", "epochs"), steps=settings.get("steps", "log"),
-                              seed=seed, task_chunk=settings.get("task_chunk"), device=settings.get("device"))
-            for r in records:
-                rows.append({**r, "context": context, "batch_size": b, "n_train": n, "seed": seed})
-    return rows
+            records = rollout(learner, family, part, b, steps=spacing, **common)
+            blocks += _records_to_rows(records, context=context, batch_size=b, n_train=n)
+    return blocks
 
 
 def evaluate_learner(params: Params, family_name: str, learner_name: str, banks_dir: str | Path = "data/banks",
                      models_dir: str | Path = "data/models", device: str = "cpu") -> pd.DataFrame:
-    """The results-table rows of one learner on every split of one family's bank."""
+    """The per-task rows of one learner (every training seed of a learned run; references: seed 0) on
+    every split of one family's bank."""
     spec = params.family(family_name)
     family, split_families = build_family(spec)
     bank = load_bank(Path(banks_dir) / f"{family_name}.pt")
@@ -79,25 +110,26 @@ def evaluate_learner(params: Params, family_name: str, learner_name: str, banks_
     dev = resolve_device(device)
     settings = {**params.evaluate, "device": dev}
     is_reference = learner_name in REFERENCE_NAMES
-    learned = None if is_reference else load_run(params, family_name, learner_name, Path(models_dir), family, dev)
-    rows = []
-    for split, split_family in split_families.items():
-        if is_reference:
-            learner = reference_learner(learner_name, split_family, family_name, params.references,
-                                        derive_seed(params.seed, "ref", learner_name))
-            batch_size = params.raw["train"]["batch_size"]
-        else:
-            learner, batch_size = learned, learned.batch_size
-
-        def seed_of(n: int, split=split) -> int:
-            return derive_seed(params.seed, "eval", family_name, split, n)
-
-        log.info("evaluating %s/%s on split %s", family_name, learner_name, split)
-        split_rows = evaluate_split(learner, split_family, bank[split], params.evaluate["sizes"],
-                                    batch_size, settings, seed_of)
-        info = {"family": family_name, "kind": family.kind, "dim": family.dim, "split": split, **describe(learner)}
-        rows += [{**info, **r} for r in split_rows]
-    return to_frame([{c: r[c] for c in COLUMNS} for r in rows])
+    seeds = [0] if is_reference else range(params.run(family_name, learner_name).seeds)
+    blocks = []
+    for seed in seeds:
+        learned = None if is_reference else load_run(params, family_name, learner_name, Path(models_dir), family, dev, seed)
+        for split, split_family in split_families.items():
+            if is_reference:
+                learner = reference_learner(learner_name, split_family, family_name, params.references,
+                                            derive_seed(params.seed, "ref", learner_name))
+                batch_size = params.raw["train"]["batch_size"]
+            else:
+                learner, batch_size = learned, learned.batch_size
+            log.info("evaluating %s/%s (seed %d) on split %s", family_name, learner_name, seed, split)
+            stream = derive_seed(params.seed, "eval", family_name, split)
+            info = {"family": family_name, "kind": family.kind, "dim": family.dim, "split": split,
+                    **describe(learner), "seed": seed}
+            blocks += [{**info, **b} for b in evaluate_split(learner, split_family, bank[split],
+                                                            params.evaluate["sizes"], batch_size, settings, stream)]
+    frames = [pd.DataFrame({c: b[c] for c in TASK_COLUMNS}) for b in blocks]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TASK_COLUMNS)
+    return task_frame(df)
 
 
 def cli_arguments(p: argparse.ArgumentParser) -> None:
@@ -108,7 +140,7 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--banks", default="data/banks", help="task bank folder (default: data/banks)")
     p.add_argument("--models", default="data/models", help="checkpoint folder (default: data/models)")
     p.add_argument("--device", default=None, help="auto, cpu or cuda (default: the params' device)")
-    p.add_argument("--out", required=True, help="results rows (CSV); a summary JSON is written beside it")
+    p.add_argument("--out", required=True, help="per-task rows (Parquet); a summary JSON is written beside it")
 
 
 def cli_main(args: argparse.Namespace) -> None:
@@ -117,9 +149,9 @@ def cli_main(args: argparse.Namespace) -> None:
     device = args.device or params.device
     df = evaluate_learner(params, args.family, args.learner, args.banks, args.models, device)
     out = Path(args.out)
-    write(df, out)
+    write_tasks(df, out)
     write_json(out.with_suffix(".json"), {
         "stage": "evaluate", "family": args.family, "learner": args.learner, "rows": len(df),
-        "device": str(resolve_device(device)),
+        "seeds": int(df["seed"].nunique()), "device": str(resolve_device(device)),
         "device_name": describe_device(resolve_device(device)), "duration_s": round(time.perf_counter() - start, 3)})
-    print(f"wrote {out} ({len(df)} rows)")
+    print(f"wrote {out} ({len(df)} per-task rows)")

@@ -1,17 +1,21 @@
 """``iai train``: greedy meta-training of one learned learner (a (family, learner) run from the params).
 
-Each iteration is :func:`iai.core.training.train_iteration` on a fresh batch of tasks (seeded by
-``derive_seed(seed, "train", family, name, iteration)``, never the bank stream); this module adds
+Each iteration is :func:`iai.core.training.train_iteration` on a fresh batch of tasks, or with
+``train.sampler: pool`` one :meth:`iai.core.training.TaskPool.advance` of a persistent pool of tasks
+at mixed depths (its fresh tasks drawn from the same per-iteration seed), seeded by
+``derive_seed(seed, "train", family, name, iteration)``, never the bank stream; this module adds
 the optimizer, the schedule, logging and checkpoints.
 
 AdamW, linear warmup then cosine decay, gradient-norm clipping. On CUDA the step network runs under
 bf16 autocast. Outputs (all written atomically), under ``<out>/<family>/``:
 
 - ``<name>.pt``: the trained learner (state dict + config JSON; see :func:`iai.core.learners.load_learner`);
-- ``<name>.csv``: the training log (step, loss, lr, tasks_per_s, elapsed_s, rollout_steps);
+- ``<name>.csv``: the training log (step, loss, lr, tasks_per_s, elapsed_s, rollout_steps; with the
+  pool sampler, rollout_steps is the mean depth of the steps trained, (K_train + 1) / 2);
 - ``<name>.json``: a summary (duration, device, iterations, final loss, threads, ...);
-- ``<name>.resume.pt`` while training: model, optimizer, schedule and log at the last checkpoint;
-  a restarted run resumes from it and ends with the same weights as an uninterrupted one (CPU).
+- ``<name>.resume.pt`` while training: model, optimizer, schedule, log and (pool sampler) the
+  pool's tasks, states and depths at the last checkpoint; a restarted run resumes from it and ends
+  with the same weights as an uninterrupted one (CPU).
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.auto import tqdm
 
-from iai.core.learners import build_learner, save_learner
-from iai.core.training import TrainConfig, lr_factor, train_iteration
+from iai.core.learners import build_learner, run_dir, save_learner
+from iai.core.training import TaskPool, TrainConfig, lr_factor, train_iteration, uses_pool
 from iai.core.tasks import TaskFamily, make_family
 from iai.utils import ConfigError, derive_seed, resolve_device, torch_load, torch_save, write_json, write_text
 
@@ -40,10 +44,11 @@ log = logging.getLogger(__name__)
 LOG_COLUMNS = ("step", "loss", "lr", "tasks_per_s", "elapsed_s", "rollout_steps")
 
 
-def model_paths(out: str | Path, family: str, name: str) -> dict[str, Path]:
-    base = Path(out) / family
-    return {"model": base / f"{name}.pt", "log": base / f"{name}.csv", "summary": base / f"{name}.json",
-            "resume": base / f"{name}.resume.pt"}
+def model_paths(out: str | Path, family: str, name: str, seed: int = 0) -> dict[str, Path]:
+    """The files of one training seed of a run, under :func:`iai.core.learners.run_dir`."""
+    base = run_dir(out, family, name)
+    return {"model": base / f"seed{seed}.pt", "log": base / f"seed{seed}.csv", "summary": base / f"seed{seed}.json",
+            "resume": base / f"seed{seed}.resume.pt"}
 
 
 def _csv(rows: list[dict]) -> str:
@@ -78,7 +83,7 @@ class _Progress:
         return {"log": json.dumps(self.rows), "window": json.dumps(self.window), "elapsed": self.elapsed}
 
 
-def train_run(run: "RunSpec", family: TaskFamily, out: str | Path = "data/models", seed: int = 0,
+def train_run(run: "RunSpec", family: TaskFamily, out: str | Path = "data/models", seed: int = 0, seed_index: int = 0,
               device: str | torch.device = "auto", stop_after: int | None = None, progress: bool = True) -> dict | None:
     """Train run (family, name) and write its outputs; resume from ``<name>.resume.pt`` if present.
 
@@ -89,7 +94,7 @@ def train_run(run: "RunSpec", family: TaskFamily, out: str | Path = "data/models
     dev = resolve_device(device)
     if dev.type == "cpu" and tc.threads:
         torch.set_num_threads(tc.threads)
-    paths = model_paths(out, run.family, run.name)
+    paths = model_paths(out, run.family, run.name, seed_index)
     learner = build_learner(run, family, seed=derive_seed(seed, "train", run.family, run.name, "init")).to(dev)
     identity = json.dumps({"run": learner.config, "seed": seed}, sort_keys=True)
     # weight decay on the layers' weight matrices only (not on embeddings, biases or learned initial states)
@@ -98,6 +103,7 @@ def train_run(run: "RunSpec", family: TaskFamily, out: str | Path = "data/models
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay}, {"params": keep, "weight_decay": 0.0}],
                             lr=tc.lr)
     start, prog = 0, _Progress()
+    pool = TaskPool(tc.tasks_per_batch) if uses_pool(learner, tc) else None
     if paths["resume"].exists():
         blob = torch_load(paths["resume"], map_location=dev)
         if blob.get("identity") != identity:
@@ -106,6 +112,8 @@ def train_run(run: "RunSpec", family: TaskFamily, out: str | Path = "data/models
         learner.load_state_dict(blob["model"])
         opt.load_state_dict(blob["optimizer"])
         start, prog = int(blob["iteration"]), _Progress(blob)
+        if pool is not None:
+            pool.load_state_dict(blob.get("pool", {}), dev)
         log.info("resuming %s/%s at iteration %d", run.family, run.name, start)
     learner.train()
     bar = tqdm(total=tc.iterations, initial=start, disable=not progress, mininterval=2.0, leave=False,
@@ -117,7 +125,11 @@ def train_run(run: "RunSpec", family: TaskFamily, out: str | Path = "data/models
         for group in opt.param_groups:
             group["lr"] = lr
         opt.zero_grad(set_to_none=True)
-        loss, k = train_iteration(learner, family, tc, derive_seed(seed, "train", run.family, run.name, it), dev)
+        it_seed = derive_seed(seed, "train", run.family, run.name, it)
+        if pool is not None:
+            loss, k = pool.advance(learner, family, tc, it_seed, dev)
+        else:
+            loss, k = train_iteration(learner, family, tc, it_seed, dev)
         torch.nn.utils.clip_grad_norm_(learner.parameters(), tc.grad_clip)
         opt.step()
         prog.elapsed += time.perf_counter() - t0
@@ -131,7 +143,8 @@ def train_run(run: "RunSpec", family: TaskFamily, out: str | Path = "data/models
             bar.set_postfix(loss=f"{prog.rows[-1]['loss']:.4g}")
         if done % tc.checkpoint_every == 0 and done < tc.iterations:
             torch_save(paths["resume"], {"identity": identity, "iteration": done, "model": learner.state_dict(),
-                                         "optimizer": opt.state_dict(), **prog.blob()})
+                                         "optimizer": opt.state_dict(), **prog.blob(),
+                                         **({"pool": pool.state_dict()} if pool is not None else {})})
             write_text(paths["log"], _csv(prog.rows))
         if stop_after is not None and done - start >= stop_after and done < tc.iterations:
             bar.close()
@@ -145,16 +158,23 @@ def train_run(run: "RunSpec", family: TaskFamily, out: str | Path = "data/models
                "device": str(dev), "iterations": tc.iterations, "final_loss": prog.rows[-1]["loss"],
                "threads": torch.get_num_threads(), "parameters": sum(p.numel() for p in learner.parameters()),
                "tasks_per_s": round(tc.iterations * tc.tasks_per_batch / max(prog.elapsed, 1e-9), 1),
-               "resumed_at": start or None, "seed": seed, "config": learner.config}
+               "resumed_at": start or None, "seed": seed_index, "root_seed": seed, "config": learner.config}
     write_json(paths["summary"], summary)
     paths["resume"].unlink(missing_ok=True)
     return summary
+
+
+def training_seed(root: int, seed_index: int) -> int:
+    """The seed stream of training seed ``seed_index`` of every run: weights and tasks both follow from it."""
+    return derive_seed(root, "training-seed", seed_index)
 
 
 def cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", required=True, help="params YAML file (e.g. params/default.yaml)")
     p.add_argument("--family", required=True, help="family name of the run (params `runs:`)")
     p.add_argument("--learner", required=True, help="learner name of the run (params `runs:`)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="train only this training seed (default: every seed 0 .. seeds-1 of the run, one after another)")
     p.add_argument("--out", default="data/models", help="output folder (default: data/models)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda[:N] (default: the params' device)")
     p.add_argument("--iterations", type=int, default=None, help="override train.iterations (e.g. a smoke test)")
@@ -172,10 +192,13 @@ def cli_main(args: argparse.Namespace) -> None:
         if args.iterations < 1:
             raise ConfigError(f"--iterations: expected an integer >= 1, got {args.iterations}")
         run = dataclasses.replace(run, train={**run.train, "iterations": args.iterations})
+    if args.seed is not None and not 0 <= args.seed < run.seeds:
+        raise ConfigError(f"--seed: run {run.id} has seeds 0..{run.seeds - 1} (params `seeds`), got {args.seed}")
     spec = params.family(run.family)
     family = make_family(spec.kind, **spec.options)
-    summary = train_run(run, family, args.out, seed=params.seed, device=args.device or params.device,
-                        progress=not args.no_progress)
-    paths = model_paths(args.out, run.family, run.name)
-    print(f"wrote {paths['model']} ({summary['iterations']} iterations in {summary['duration_s']:.1f} s on "
-          f"{summary['device']}, final loss {summary['final_loss']:.4g})")
+    for index in [args.seed] if args.seed is not None else range(run.seeds):
+        summary = train_run(run, family, args.out, seed=training_seed(params.seed, index), seed_index=index,
+                            device=args.device or params.device, progress=not args.no_progress)
+        paths = model_paths(args.out, run.family, run.name, index)
+        print(f"wrote {paths['model']} ({summary['iterations']} iterations in {summary['duration_s']:.1f} s on "
+              f"{summary['device']}, final loss {summary['final_loss']:.4g})", flush=True)

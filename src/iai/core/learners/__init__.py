@@ -142,11 +142,18 @@ def describe(learner) -> dict:
     """The results-table columns that say what a learner is."""
     return {"regime": learner.regime, "learner": learner.name, "signal": getattr(learner, "signal", "none"),
             "state": getattr(learner, "state_kind", "none"), "history": int(getattr(learner, "history", 0)),
-            "mode": getattr(learner, "mode", "iterative")}
+            "nominal": bool(getattr(learner, "nominal", False)), "mode": getattr(learner, "mode", "iterative")}
+
+
+def run_dir(models_dir: str | Path, family_name: str, learner_name: str) -> Path:
+    """Where a run's checkpoints live: ``<models_dir>/<family>/<name>/seed<S>.pt``, one per training seed."""
+    return Path(models_dir) / family_name / learner_name
 
 
 def load_run(params, family_name: str, learner_name: str, models_dir: Path, family: TaskFamily,
-             device: torch.device):
-    """The trained learner of a params run (:class:`iai.params.Params`), from ``<models_dir>/<family>/<name>.pt``."""
-    params.run(family_name, learner_name)  # a clear error when the params have no such run
-    return load_learner(Path(models_dir) / family_name / f"{learner_name}.pt", family, device)
+             device: torch.device, seed: int = 0):
+    """Training seed ``seed`` of a params run (:class:`iai.params.Params`), from :func:`run_dir`."""
+    run = params.run(family_name, learner_name)  # a clear error when the params have no such run
+    if not 0 <= seed < run.seeds:
+        raise ConfigError(f"{params.path}: run {run.id} has seeds 0..{run.seeds - 1}; asked for seed {seed}")
+    return load_learner(run_dir(models_dir, family_name, learner_name) / f"seed{seed}.pt", family, device)

@@ -42,7 +42,7 @@ class ParametricLearner(nn.Module):
         super().__init__()
         self.name, self.family, self.cfg, self.model_cfg = name, family, cfg, model
         self.signal, self.mode, self.history = cfg.signal, cfg.mode, cfg.history
-        self.state_kind = "none"
+        self.state_kind, self.nominal = "none", cfg.nominal
         self.batch_size, self.context_size = batch_size, context_size
         self.n_units, self.unit_dim = self.state_shape()
         k, e, w = self.n_units, self.unit_dim, model.width

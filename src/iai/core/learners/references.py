@@ -2,17 +2,20 @@
 
 Which references apply depends on the family: ``bayes`` and ``ols`` need the linear-Gaussian model,
 ``map`` needs a known predictor with a Gaussian prior (every family here has one), ``sgd``,
-``adam`` and ``knn`` apply to every family with a known predictor. Their learning rates come from
-the params (``iai tune-lr``). The implicit-only families have references of their own and no
-others: ``random_order``, ``var_sort`` and ``sink_search`` for the topological order
-(:mod:`iai.core.learners.order`), ``true_samples`` (the MMD floor) for generation
+``adam``, their averaged, decaying-step variants ``sgd_avg`` and ``adam_avg``, the untrained
+``nominal_rule`` of the learned parametric learners, and ``knn`` apply to every family with a known
+predictor (:mod:`iai.core.learners.classical`). The learning rates of sgd, adam, sgd_avg and
+adam_avg come from the params (``iai tune-lr``); nominal_rule's is the rule's own 0.5 unless
+``references.nominal_rule.lr`` says otherwise. The implicit-only families have references of
+their own and no others: ``random_order``, ``var_sort`` and ``sink_search`` for the topological
+order (:mod:`iai.core.learners.order`), ``true_samples`` (the MMD floor) for generation
 (:mod:`iai.core.learners.flow`).
 """
 
 from __future__ import annotations
 
 from iai.core.learners.base import Learner
-from iai.core.learners.classical import GradientLearner
+from iai.core.learners.classical import NOMINAL_LR, GradientLearner
 from iai.core.learners.exact import ConjugateLinearRegression, KNNLearner, MAPLearner
 from iai.core.learners.flow import TrueSamplesLearner
 from iai.core.learners.order import RandomOrderLearner, SinkSearchLearner, VarSortLearner
@@ -59,7 +62,9 @@ def reference_learner(name: str, family: TaskFamily, family_name: str, reference
     if name == "knn":
         return KNNLearner(family, k=references.get("knn", {}).get("k", 8))
     opts = references.get(name, {})
+    if name == "nominal_rule":  # the rule as written: one step size for every family, not tuned
+        return GradientLearner.named(family, name, lr=opts.get("lr", NOMINAL_LR), seed=seed)
     lr = opts.get("lr", {}).get(family_name)
     if lr is None:
         raise ConfigError(f"references.{name}.lr: no learning rate for family {family_name!r}")
-    return GradientLearner(family, name, lr=lr, momentum=opts.get("momentum", 0.0), seed=seed)
+    return GradientLearner.named(family, name, lr=lr, momentum=opts.get("momentum", 0.0), seed=seed)
