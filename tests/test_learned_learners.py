@@ -193,3 +193,18 @@ def test_the_nominal_gradient_term_needs_a_gradient():
     with pytest.raises(ConfigError, match="nominal gradient term needs signal 'grad' or 'both'"):
         build_learner(RunSpec("fam", "bad", {"regime": "parametric", "signal": "obs", "nominal": True}, MODEL, TRAIN),
                       LINREG)
+
+
+def test_the_probs_state_is_a_convex_mixture_on_the_simplex_not_a_logit_step():
+    family, spec = LOGREG, {"regime": "implicit", "state": "probs"}  # gain b/(n+b)
+    learner = build_learner(RunSpec("fam", "p", spec, MODEL, TRAIN), family, seed=1)
+    with torch.no_grad():
+        for p in learner.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(2)))
+        x, y, xq = data(family)
+        s = learner.step(learner.init(xq), x, y)  # n = 0: gain 1, the first mini-batch's distribution
+        s2 = learner.step(s, x, y)                # n = 8, b = 8: gain 1/2
+    for state in (s, s2):
+        assert torch.allclose(state["s"].sum(-1), torch.ones(3, 5)) and (state["s"] >= 0).all()
+    new_part = s2["s"] - 0.5 * s["s"]  # = 0.5 * softmax(delta): a point of the simplex, scaled by the gain
+    assert (new_part >= -1e-7).all() and torch.allclose(new_part.sum(-1), torch.full((3, 5), 0.5))

@@ -9,8 +9,10 @@ other queries, so the prediction at x_q does not depend on which other points ar
 What the state carries (``state``):
 
 - ``logits``: the prediction itself (logits for classification, the value for regression);
-- ``probs``: class probabilities (classification only); the step reads probabilities and updates
-  them multiplicatively, p <- softmax(log p + delta), so they stay on the simplex;
+- ``probs``: class probabilities (classification only), updated *on the simplex* by a convex mixture,
+  p <- (1 - g) p + g softmax(delta) with g = b/(n+b): a running average of per-mini-batch predictive
+  distributions. (A multiplicative update softmax(log p + delta) would be the logits update in
+  disguise, so comparing it with logits would test nothing.)
 - ``hidden``: a pre-head vector of ``model.width`` numbers; a learned linear head reads it out.
 
 Because the state lives at the queries, :meth:`init` needs them and keeps them in the state.
@@ -69,8 +71,9 @@ class ImplicitLearner(nn.Module):
                             n_context_groups=1)
         delta = self.head(out[1]).to(s.dtype)  # [T, M, S]
         gain = update_gain(n, b, self.cfg.update_scale).view(-1, 1, 1).to(s.dtype)
-        if self.state_kind == "probs":
-            new_s = (s.clamp_min(_EPS).log() + gain * delta).softmax(-1)
+        if self.state_kind == "probs":  # a convex mixture: stays on the simplex, not a logit step
+            mix = gain.clamp(max=1.0)
+            new_s = (1 - mix) * s + mix * delta.softmax(-1)
         else:
             new_s = s + gain * delta
         new = {"s": new_s, "x_query": xq, "n": n + b}
