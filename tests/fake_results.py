@@ -190,6 +190,7 @@ def fake_params(path) -> None:
     raw = yaml.safe_load((root / "params" / "default.yaml").read_text())
     raw = copy.deepcopy(raw)
     raw["families"] = {name: {"kind": kind, **opts} for name, (kind, opts) in FAMILIES.items()}
+    raw["references"]["learners"] = sorted(set(raw["references"]["learners"]) | {"ols"})  # the fake table has it
     for opt in ("sgd", "adam"):
         raw["references"][opt] = {"lr": {name: LRS[opt][kind] for name, (kind, _) in FAMILIES.items()}}
     runs = {}

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from iai.core.tasks import build_family
+from iai.params import load_params
+
 from iai.core.tasks.bank import load_bank
 from iai.utils import file_sha256
 
@@ -41,7 +44,8 @@ def test_generate_writes_banks_and_manifests(tmp_path, small_params):
     assert res.returncode == 0, res.stderr
     for name in raw["families"]:
         bank = load_bank(tmp_path / "data/banks" / f"{name}.pt")
-        assert bank["id"].x_train.shape[:2] == (4, 32) and len(bank) >= 3
+        assert bank["id"].x_train.shape[:2] == (4, 32)
+        assert set(bank) == set(build_family(load_params(path).family(name))[1])  # every split of the params
         manifest = json.loads((tmp_path / "data/banks" / f"{name}.json").read_text())
         assert manifest["files"][f"{name}.pt"]["sha256"] == file_sha256(tmp_path / "data/banks" / f"{name}.pt")
         assert manifest["sizes"] == raw["banks"] and manifest["root_seed"] == raw["seed"]

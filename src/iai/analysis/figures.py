@@ -168,7 +168,8 @@ def fig_signal_vs_dim(df: pd.DataFrame, styles: dict, contexts: dict):
     q = tag(final_step(quality(df)))
     q = q[q.split == "id"]
     p = learned(q)
-    p = p[(p.regime == "parametric") & p.signal.isin(list(SIGNAL_STYLES))]
+    # the claim-2 learners: without the hand-written gradient term (the nominal variants are in error_vs_n)
+    p = p[(p.regime == "parametric") & p.signal.isin(list(SIGNAL_STYLES)) & ~p.nominal.astype(bool)]
     kinds = sorted(p.kind.unique(), key=lambda k: (-p[p.kind == k].dim.nunique(), k))
     if not kinds:
         return not_measured("signal_vs_dim.png", "no parametric learner with signal obs, grad or both")
@@ -186,8 +187,8 @@ def fig_signal_vs_dim(df: pd.DataFrame, styles: dict, contexts: dict):
             ref = pd.concat([reference(q, f) for f in fams])
             g, metric = relative(g, ref)
             ref, _ = relative(ref, ref)
-            for sig, gs in g.groupby("signal"):
-                lab = gs.label if gs.learner.nunique() > 1 else sig
+            for (sig, name), gs in g.groupby(["signal", "learner"]):
+                lab = name if g[g.signal == sig].learner.nunique() > 1 else sig
                 lines(ax, gs.assign(label=lab), "n_train", {lab: plain(SIGNAL_STYLES[sig])}, y="plot",
                       bands=metric == g.metric.iloc[0])
             lines(ax, ref.assign(label="exact reference"), "n_train", {"exact reference": REFERENCE_STYLE},

@@ -87,13 +87,15 @@ def evaluate_split(learner, family: TaskFamily, bank: TaskBatch, sizes: list[int
             blocks += _records_to_rows(records, context="all", batch_size=batch_size, n_train=n)
         return blocks
     cap = learner.context_size
+    done: dict[int, list[dict]] = {}  # points read -> records: capped at n >= cap reads the same points as n = cap
     for n in sizes:
-        runs = [("capped", min(n, cap), bank.head(min(n, cap)))]
+        runs = [("capped", min(n, cap))]
         if n <= settings.get("one_shot_full_max", 1 << 30):
-            runs.append(("all", n, bank.head(n)))
-        for context, b, part in runs:
-            records = rollout(learner, family, part, b, steps=spacing, **common)
-            blocks += _records_to_rows(records, context=context, batch_size=b, n_train=n)
+            runs.append(("all", n))
+        for context, b in runs:
+            if b not in done:
+                done[b] = rollout(learner, family, bank.head(b), b, steps=spacing, **common)
+            blocks += _records_to_rows(done[b], context=context, batch_size=b, n_train=n)
     return blocks
 
 
