@@ -208,3 +208,18 @@ def test_the_probs_state_is_a_convex_mixture_on_the_simplex_not_a_logit_step():
         assert torch.allclose(state["s"].sum(-1), torch.ones(3, 5)) and (state["s"] >= 0).all()
     new_part = s2["s"] - 0.5 * s["s"]  # = 0.5 * softmax(delta): a point of the simplex, scaled by the gain
     assert (new_part >= -1e-7).all() and torch.allclose(new_part.sum(-1), torch.full((3, 5), 0.5))
+
+
+def test_a_one_shot_learner_is_told_the_dataset_size():
+    """A one-shot learner gets log(1 + n) / 8 for the n points it reads at once, its iterative twin only
+    the gain b / (n + b) (from which it learns n as it goes)."""
+    from iai.core.learners.backbone import LearnerConfig, n_step_features, step_features
+
+    seen = torch.tensor([0.0, 0.0])
+    one = LearnerConfig.from_dict({"regime": "parametric", "signal": "obs", "mode": "one_shot"})
+    it = LearnerConfig.from_dict({"regime": "parametric", "signal": "obs"})
+    f128, f1024 = step_features(seen, 128, one), step_features(seen, 1024, one)
+    assert f128.shape == (2, n_step_features(one)) == (2, 2)
+    assert torch.allclose(f128[:, 0], f1024[:, 0])  # the gain is 1 for any n at once
+    assert torch.allclose(f1024[:, 1], torch.full((2,), np.log1p(1024) / 8)) and (f1024[:, 1] > f128[:, 1]).all()
+    assert step_features(torch.tensor([16.0]), 16, it).shape == (1, n_step_features(it)) == (1, 1)

@@ -15,6 +15,8 @@ here without masks:
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -200,17 +202,26 @@ def zero_linear(d_in: int, d_out: int) -> nn.Linear:
 # ---------------------------------------------------------------------------- step information
 
 
-def step_features(n_seen: Tensor, b: int, kind: str) -> Tensor:
-    """Per-task features ``[T, F]`` that tell a step how much data its state has absorbed."""
+def step_features(n_seen: Tensor, b: int, cfg: "LearnerConfig") -> Tensor:
+    """Per-task features ``[T, F]`` that tell a step how much data its state has absorbed.
+
+    A one-shot learner (``cfg.mode == 'one_shot'``) also gets log(1 + b) / 8, b the points it reads at
+    once: the dataset size n, which its iterative twin learns from the gain b / (n + b) as it goes
+    (without it, a set encoder's attention cannot tell 128 points from 1024)."""
+    kind = cfg.step_feature
     if kind == "none":
-        return n_seen.new_zeros(n_seen.shape[0], 0)
-    if kind == "gain":
-        return (b / (n_seen + b)).unsqueeze(-1)
-    return (torch.log1p(n_seen) / 8.0).unsqueeze(-1)
+        out = n_seen.new_zeros(n_seen.shape[0], 0)
+    elif kind == "gain":
+        out = (b / (n_seen + b)).unsqueeze(-1)
+    else:
+        out = (torch.log1p(n_seen) / 8.0).unsqueeze(-1)
+    if cfg.mode == "one_shot":
+        out = torch.cat([out, torch.full_like(n_seen, math.log1p(b) / 8.0).unsqueeze(-1)], -1)
+    return out
 
 
-def n_step_features(kind: str) -> int:
-    return 0 if kind == "none" else 1
+def n_step_features(cfg: "LearnerConfig") -> int:
+    return (0 if cfg.step_feature == "none" else 1) + (cfg.mode == "one_shot")
 
 
 def update_gain(n_seen: Tensor, b: int, kind: str) -> Tensor:

@@ -68,7 +68,7 @@ class FlowLearner(nn.Module):
         self.batch_size, self.context_size = batch_size, context_size
         d, w = family.dim, model.width
         self.z0 = nn.Parameter(torch.randn(cfg.latent_tokens, w) * 0.02)  # the learned initial conditioning
-        self.encoder = SetTransformer(model, {"cond": w + n_step_features(cfg.step_feature), "obs": d})
+        self.encoder = SetTransformer(model, {"cond": w + n_step_features(cfg), "obs": d})
         self.update = zero_linear(w, w)
         self.decoder = SetTransformer(model, {"cond": w, "query": d + 1 + 2 * N_FREQ})
         self.velocity_head = zero_linear(w, d)
@@ -79,7 +79,7 @@ class FlowLearner(nn.Module):
 
     def step(self, state: State, x: Tensor, y: Tensor) -> State:
         z, n, b = state["z"], state["n"], x.shape[1]
-        sf = step_features(n, b, self.cfg.step_feature).to(z.dtype).unsqueeze(1).expand(-1, z.shape[1], -1)
+        sf = step_features(n, b, self.cfg).to(z.dtype).unsqueeze(1).expand(-1, z.shape[1], -1)
         out = self.encoder([("cond", torch.cat([z, sf], -1), None), ("obs", x, None)], n_context_groups=2)
         gain = update_gain(n, b, self.cfg.update_scale).view(-1, 1, 1).to(z.dtype)
         return {"z": z + gain * self.update(out[0]).to(z.dtype), "n": n + b}

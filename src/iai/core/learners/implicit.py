@@ -47,7 +47,7 @@ class ImplicitLearner(nn.Module):
         self.state_dim = w if cfg.state == "hidden" else o
         self.pred0 = nn.Parameter(torch.zeros(self.state_dim))  # the learned initial state
         self.readout = nn.Linear(w, o) if cfg.state == "hidden" else None
-        query_dim = d + self.state_dim * (1 + cfg.history) + cfg.history + n_step_features(cfg.step_feature)
+        query_dim = d + self.state_dim * (1 + cfg.history) + cfg.history + n_step_features(cfg)
         self.backbone = SetTransformer(model, {"obs": d + o, "query": query_dim})
         self.head = zero_linear(w, self.state_dim)
 
@@ -65,7 +65,7 @@ class ImplicitLearner(nn.Module):
         # x [T, b, D], y [T, b, O]; queries [T, M, D], state s [T, M, S]
         s, xq, n, b = state["s"], state["x_query"], state["n"], x.shape[1]
         m = xq.shape[1]
-        sf = step_features(n, b, self.cfg.step_feature).to(s.dtype).unsqueeze(1).expand(-1, m, -1)
+        sf = step_features(n, b, self.cfg).to(s.dtype).unsqueeze(1).expand(-1, m, -1)
         parts = [xq, s, sf] + ([state["hist"]] if self.history else [])
         out = self.backbone([("obs", torch.cat([x, y], -1), None), ("query", torch.cat(parts, -1), None)],
                             n_context_groups=1)

@@ -71,7 +71,7 @@ class OrderLearner(nn.Module):
         self.state_dim = w if cfg.state == "hidden" else 1
         self.pred0 = nn.Parameter(torch.zeros(self.state_dim))
         self.readout = nn.Linear(w, 1) if cfg.state == "hidden" else None
-        self.embed = nn.Linear(2 + self.state_dim + n_step_features(cfg.step_feature), w)
+        self.embed = nn.Linear(2 + self.state_dim + n_step_features(cfg), w)
         self.over_samples = nn.ModuleList(Block(model) for _ in range(model.depth))
         self.over_variables = nn.ModuleList(Block(model) for _ in range(model.depth))
         self.pooled = Block(model)
@@ -91,7 +91,7 @@ class OrderLearner(nn.Module):
         std = x.std(1, unbiased=False, keepdim=True).clamp_min(1e-6)
         cells = [((x - mean) / std).unsqueeze(-1), std.log().expand(t, b, p).unsqueeze(-1),
                  s.unsqueeze(1).expand(t, b, p, -1)]
-        sf = step_features(n, b, self.cfg.step_feature).to(x.dtype)  # [T, F]
+        sf = step_features(n, b, self.cfg).to(x.dtype)  # [T, F]
         if sf.shape[-1]:
             cells.append(sf.view(t, 1, 1, -1).expand(t, b, p, -1))
         h = self.embed(torch.cat(cells, -1).to(self.embed.weight.dtype))  # [T, b, p, W]

@@ -48,7 +48,7 @@ class ParametricLearner(nn.Module):
         k, e, w = self.n_units, self.unit_dim, model.width
         self.theta0 = nn.Parameter(self.initial_state())  # [K, E]
         self.unit = nn.Parameter(0.02 * torch.randn(k, w))  # which unit a token belongs to
-        n_step = n_step_features(cfg.step_feature)
+        n_step = n_step_features(cfg)
         dims = {"state": e + n_step}
         if self.uses_grad:
             dims["grad"] = e + 1
@@ -143,7 +143,7 @@ class ParametricLearner(nn.Module):
         # x [T, b, D], y [T, b, O]; any b >= 1
         theta, n, b = state["theta"], state["n"], x.shape[1]
         k = self.n_units
-        sf = step_features(n, b, self.cfg.step_feature).to(theta.dtype)  # [T, F]
+        sf = step_features(n, b, self.cfg).to(theta.dtype)  # [T, F]
         inputs = [("state", torch.cat([theta, sf.unsqueeze(1).expand(-1, k, -1)], -1), self.unit)]
         g = raw = None
         if self.uses_grad:
