@@ -312,3 +312,16 @@ def test_the_implicit_only_families_count_in_claim_1_only():
     assert [c["verdict"] for c in before[1:]] == [c["verdict"] for c in after[1:]]
     assert {"scm", "mog"} <= {r["family"] for r in after[0]["numbers"]}
     assert not {"scm", "mog"} & {r.get("family") for c in after[1:5] for r in c["numbers"]}
+
+
+def test_competence_is_read_in_distribution_and_out_of_distribution_rows_are_judged():
+    far = 30.0  # out of distribution every learned learner is 30x further from Bayes than in it
+    parts = [rows(BAYES, bayes, splits=("id", "ood"))]
+    for who, f in ((PAR, 2.0), (IMP, 2.5), (EXP, 3.0)):
+        parts += [rows(who, times(f), splits=("id",)), rows(who, times(far * f), splits=("ood",)),
+                  rows(TWINS[who["learner"]], one_shot(2.0), splits=("id",)),
+                  rows(TWINS[who["learner"]], one_shot(far * 2.0), splits=("ood",))]
+    c = c1(table(*parts))
+    ood = [r for r in c["numbers"] if r["split"] == "ood"]
+    assert ood and all(r["judged"] for r in ood)
+    assert c["verdict"] == "reproduced", c["explanation"]

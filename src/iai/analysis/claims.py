@@ -26,8 +26,9 @@ are never counted in a verdict, and runs with fewer than ``min_seeds`` training 
 (said in the explanation).
 
 Competence (the precondition of claims 1 to 5 on the prediction families): a learned learner is
-competent when, at its training context n_ctx = B x K_train, its error is within
-``competence_factor`` times the family's reference (Bayes, else MAP). A comparison with an
+competent when, at its training context n_ctx = B x K_train and in distribution (split ``id``: the
+tasks it was trained on), its error is within ``competence_factor`` times the family's reference
+(Bayes, else MAP). A comparison with an
 incompetent learner is inconclusive. The factor is stated in the params (``report:``), fixed before
 any result, never fitted.
 """
@@ -176,20 +177,23 @@ class Cells:
                             & (self.final.context == "capped")]
         return int(capped.batch_size.max()) if not capped.empty else self.o.train_context
 
-    def competence(self, family, split, learner, mode="iterative") -> tuple[bool, str]:
-        """(competent?, why) at the training context: error <= factor x reference."""
+    def competence(self, family, learner, mode="iterative") -> tuple[bool, str]:
+        """(competent?, why): error <= factor x reference at the training context n_ctx, in distribution.
+
+        Competence asks whether a learner learned the task it was trained on, so it is read on the
+        ``id`` split; out of distribution the same learner is then compared wherever it stands."""
         ref = self.reference(family)
         metric = self.primary[family]
         if ref is None or metric not in RELATIVE:
             return True, "no reference ratio for this family"
         n = self.n_ctx(family)
-        a = self.rows(family, split, learner, n, mode=mode)
-        r = self.rows(family, split, ref, n)
+        a = self.rows(family, "id", learner, n, mode=mode)
+        r = self.rows(family, "id", ref, n)
         if a is None or r is None:
-            return False, f"{learner} or {ref} not evaluated at n_ctx = {n}"
+            return False, f"{learner} or {ref} not evaluated at n_ctx = {n} in distribution"
         ratio = a.value.mean() / max(r.value.mean(), 1e-12)
         ok = ratio <= self.o.competence_factor
-        return bool(ok), f"{learner}: {ratio:.3g}x {ref} at n_ctx = {n} ({split})"
+        return bool(ok), f"{learner}: {ratio:.3g}x {ref} at n_ctx = {n}"
 
     def compare(self, family, split, n, a, b, a_mode="iterative", b_mode="iterative", b_context="all",
                 metric=None, a_step=None, b_step=None) -> dict | None:
@@ -240,7 +244,7 @@ def _gate(cells: Cells, rec: dict, learners: list[tuple[str, str]]) -> dict:
     why = []
     ok = True
     for name, mode in learners:
-        good, text = cells.competence(rec["family"], rec["split"], name, mode)
+        good, text = cells.competence(rec["family"], name, mode)
         ok &= good
         if not good:
             why.append(text)
