@@ -10,7 +10,7 @@ import pytest
 
 from iai.analysis import claims
 from iai.core import results
-from fake_results import cached_table, cached_tasks, expand_tasks, implicit_only_table
+from fake_results import cached_tasks, expand_tasks, implicit_only_table
 
 B, K = 16, 8
 N_CTX = B * K  # 128
@@ -189,6 +189,10 @@ def test_claim2_three_outcomes(low, high, verdict):
     c = claims.evaluate_claims(claim2_table(low, high))[1]
     assert c["verdict"] == verdict, c["explanation"]
     assert "d = 32: grad vs obs (fewest points) at n = 16" in c["explanation"]
+    b = c["effect"][1]  # grad against obs, relative to obs: (grad - obs) / obs
+    assert b["A"] == "pg" and b["B"] == "po"
+    assert b["effect"] == pytest.approx((b["value A"] - b["value B"]) / b["value B"])
+    assert b["effect"] == pytest.approx(high[1] / high[0] - 1, abs=0.03)
 
 
 def test_claim2_ignores_learners_with_the_hand_written_term():
@@ -296,7 +300,7 @@ def test_cost_claim_without_a_measurement_is_inconclusive():
 
 
 def test_all_claims_on_the_fake_table_are_json_ready():
-    out = claims.evaluate_claims(cached_tasks(), {}, scaling(1.0, 2.0, 500.0), cached_table())
+    out = claims.evaluate_claims(cached_tasks(), {}, scaling(1.0, 2.0, 500.0))
     assert [c["claim"] for c in out] == ["1", "2", "3", "4", "5", "6"]
     for c in out:
         assert c["verdict"] in claims.VERDICTS and c["test"] and c["explanation"] and c["precondition"]

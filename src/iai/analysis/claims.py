@@ -35,14 +35,12 @@ any result, never fitted.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from iai.analysis.selection import LEARNED, REFERENCE, better_sign, prediction
-from iai.core.results import HIGHER_IS_BETTER
+from iai.analysis.selection import LEARNED, REFERENCE, better_sign, prediction, primary_metric
 from iai.params import IMPLICIT_ONLY_KINDS
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
@@ -137,13 +135,13 @@ class Cells:
     """The per-task table indexed by (family, split, learner, mode, context, n, metric, step) for fast
     paired comparisons; a learner's *final step* at n is the last step it was scored at."""
 
-    def __init__(self, tasks: pd.DataFrame, summary: pd.DataFrame | None, options: Options):
+    def __init__(self, tasks: pd.DataFrame, options: Options):
         self.o = options
         t = tasks.reset_index(drop=True)
         self.index = t.set_index(_CELL)[["seed", "task", "value"]].sort_index()
         last = t.groupby(["family", "split", "learner", "mode", "context", "n_train"])["step"].max()
         self.last = last.to_dict()
-        self.primary = {f: _primary(g) for f, g in t.groupby("family")}
+        self.primary = {f: primary_metric(t, f) for f in t.family.unique()}
         self.final = t.drop_duplicates(["family", "split", "learner", "mode", "context", "n_train", "batch_size"])
         self.learners = (t.drop_duplicates(["family", "learner", "mode"])
                          [["family", "kind", "dim", "learner", "regime", "signal", "state", "history", "nominal", "mode"]])
@@ -208,11 +206,6 @@ class Cells:
         return {**out, **paired_effect(ra, rb, metric, self.o)}
 
 
-def _primary(g: pd.DataFrame) -> str | None:
-    present = set(g.metric)
-    return next((m for m in ("excess_risk", "error_rate", "edge_accuracy", "mmd", "mse", "nll") if m in present), None)
-
-
 def _result(claim, title, test, precondition, verdict, numbers, explanation, effect=None) -> dict:
     assert verdict in VERDICTS
     numbers = [{k: v.item() if isinstance(v, np.generic) else v for k, v in r.items()} for r in numbers]
@@ -230,13 +223,14 @@ def combine(parts: list[str]) -> str:
 
 
 def directional(records: list[dict], want: str = "A better") -> str:
-    """All judged comparisons show ``want`` -> reproduced; any shows the opposite -> contradicted."""
+    """Any judged comparison showing the opposite of ``want`` -> contradicted; every comparison judged
+    and showing ``want`` -> reproduced; else inconclusive."""
     judged = [r for r in records if r.get("judged", True)]
-    if not judged or len(judged) < len(records):
-        return "contradicted" if any(r["outcome"] not in (want, "no clear difference") for r in judged) else "inconclusive"
     if any(r["outcome"] not in (want, "no clear difference") for r in judged):
         return "contradicted"
-    return "reproduced" if all(r["outcome"] == want for r in judged) else "inconclusive"
+    if judged and len(judged) == len(records) and all(r["outcome"] == want for r in judged):
+        return "reproduced"
+    return "inconclusive"
 
 
 def _gate(cells: Cells, rec: dict, learners: list[tuple[str, str]]) -> dict:
@@ -381,14 +375,12 @@ def claim_signal(cells: Cells) -> dict:
         cand = [x for x in numbers if x["where"] == f"d = {lo_d}: obs vs grad"]
         if cand:
             low.append(max(cand, key=lambda x: x["n"]))
-        cand = [x for x in numbers if x["where"] == f"d = {hi_d}: obs vs grad"]
-        if cand:
-            few = min(cand, key=lambda x: x["n"])
-            flipped = {**few, "A": few["B"], "B": few["A"], "effect": -few["effect"], "lo": -few["hi"], "hi": -few["lo"],
-                       "value A": few["value B"], "value B": few["value A"],
-                       "outcome": {"A better": "B better", "B better": "A better"}.get(few["outcome"], few["outcome"]),
-                       "where": f"d = {hi_d}: grad vs obs (fewest points)"}
-            high.append(flipped)
+        few = min((x for x in numbers if x["where"] == f"d = {hi_d}: obs vs grad"), key=lambda x: x["n"], default=None)
+        if few:  # grad against obs, computed that way round: a relative effect does not flip by its sign
+            s = by_dim[hi_d]
+            rec = cells.compare(s["grad"].family, "id", few["n"], s["grad"].learner, s["obs"].learner)
+            rec["where"] = f"d = {hi_d}: grad vs obs (fewest points)"
+            high.append(_gate(cells, rec, [(s["grad"].learner, "iterative"), (s["obs"].learner, "iterative")]))
     test = ("Parametric iterative learners without the hand-written gradient term (>= "
             f"{o.min_seeds} seeds), split id: (a) at the lowest d and the largest n, obs vs grad; (b) at the highest d "
             "and the fewest points (smallest n), grad vs obs. Paired over tasks, bootstrap over tasks and seeds. "
@@ -602,17 +594,13 @@ def claim_cost_scaling(scaling: dict | None, options: Options = Options()) -> di
     return _result("6", title, test, "timings on one quiet machine (the job takes every core)", verdict, recs, text)
 
 
-def evaluate_claims(tasks: pd.DataFrame, options: dict | None = None, cost_scaling: dict | None = None,
-                    summary: pd.DataFrame | None = None) -> list[dict]:
+def evaluate_claims(tasks: pd.DataFrame, options: dict | None = None, cost_scaling: dict | None = None) -> list[dict]:
     """All six claims from the per-task table; ``options`` is the params' ``report:`` section
     (:class:`Options`), ``cost_scaling`` the JSON of ``iai bench cost`` (claim 6)."""
     o = Options.from_dict(options)
     quality = tasks[~tasks.metric.isin(["wall_time_s", "peak_memory_mb"])]
-    cells = Cells(quality, summary, o)
-    pred = Cells(prediction(quality), summary, o) if not quality.empty else cells
+    cells = Cells(quality, o)
+    pred = Cells(prediction(quality), o) if not quality.empty else cells
     return [claim_more_steps(cells), claim_signal(pred), claim_parametric_explicit(pred), claim_history(pred),
             claim_logits(pred), claim_cost_scaling(cost_scaling, o)]
 
-
-__all__ = ["VERDICTS", "Options", "paired_effect", "fmt_effect", "evaluate_claims", "combine", "directional",
-           "HIGHER_IS_BETTER", "math"]

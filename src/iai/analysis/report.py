@@ -187,7 +187,7 @@ def build(results_path: str | Path, figures_dir: str | Path, out: str | Path, me
     options = dict(params.report) if params else {}
     if params:  # n_ctx = B x K_train of the recipe (a family's one-shot rows override it)
         options.setdefault("train_context", params.raw["train"]["batch_size"] * params.raw["train"]["max_steps"])
-    claims = evaluate_claims(tasks, options, scaling, df)
+    claims = evaluate_claims(tasks, options, scaling)
     context = {
         "results_path": str(results_path), "results_sha": file_sha256(results_path)[:12], "rows": len(df),
         "params_path": str(params_path) if params_path else None,
