@@ -29,11 +29,12 @@ print(json.load(open(sys.argv[1].replace(".csv", ".json"))))
 PYEOF
 
 # Issue 11: meta-training throughput per regime on the GPU (bf16 autocast, as `iai train` runs on
-# CUDA; torch.compile did not pay on CPU and is not used), then `iai bench cost` up to 65,536.
+# CUDA), side by side with the step-by-step path (--compare), then `iai bench cost` up to 65,536
+# (the iterative step torch.compile'd with frozen weights, as on the CPU; --no-compile for eager).
 # Timings inside both commands are bracketed by torch.cuda.synchronize, memory is the CUDA
 # allocator's peak (max_memory_allocated after reset_peak_memory_stats).
 start=$(date +%s)
-timeout 240 $PY -m iai.cli bench train --device "$DEVICE" --iterations ${TRAIN_ITERATIONS:-50} \
+timeout 240 $PY -m iai.cli bench train --device "$DEVICE" --iterations ${TRAIN_ITERATIONS:-50} --compare \
     --out "$OUT/bench_train.json" 2>&1 | tail -8
 echo "bench train: $(( $(date +%s) - start )) s"
 start=$(date +%s)
@@ -51,5 +52,5 @@ for regime, r in cost["regimes"].items():
 print("claim 6:", json.dumps(cost["claim6"], indent=1))
 for name, r in train["runs"].items():
     print(f"train {name}: {r['iterations_per_s']:.3g} it/s, {r['task_steps_per_s']:.4g} task-steps/s, "
-          f"{r['flops_per_s'] / 1e12:.3g} TFLOP/s, MFU {r['mfu']}")
+          f"{r['flops_per_s'] / 1e12:.3g} TFLOP/s, MFU {r['mfu']}, speed-up over step by step {r.get('speedup')}")
 PYEOF

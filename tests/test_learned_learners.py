@@ -110,7 +110,8 @@ class _Recorder:
 def test_no_gradient_reaches_an_earlier_step(name):
     family, learner = make(name, randomize=False)
     rec = _Recorder(learner)
-    tc = TrainConfig(batch_size=8, max_steps=3, random_steps=False, tasks_per_batch=4, n_valid=5)
+    tc = TrainConfig(batch_size=8, max_steps=3, random_steps=False, tasks_per_batch=4, n_valid=5,
+                     steps_at_once=False)
     train_iteration(rec, family, tc, seed=0, device=torch.device("cpu"))
     assert len(rec.hits) == 3
     # step 1 reads theta^(0) (learned, so it requires grad); later steps read detached states
@@ -119,6 +120,42 @@ def test_no_gradient_reaches_an_earlier_step(name):
     n_graph = [h[0] for h in rec.hits]
     assert n_graph[0] == n_graph[1] == n_graph[2] >= 1
     assert all(p.grad is not None for p in learner.backbone.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("name", ["parametric_both_h2_mem2", "parametric_mlp", "explicit_both", "implicit_hidden_h2",
+                                  "implicit_probs"])
+def test_steps_at_once_gives_the_step_by_step_gradient(name):
+    # greedy steps never backpropagate into each other, so one batched call over the k detached
+    # states must give the k sequential steps' summed gradient (and the same mean loss)
+    family, learner = make(name)
+    grads, losses = [], []
+    for at_once in (False, True):
+        learner.zero_grad(set_to_none=True)
+        tc = TrainConfig(batch_size=8, max_steps=4, random_steps=False, tasks_per_batch=3, n_valid=5,
+                         steps_at_once=at_once)
+        loss, k = train_iteration(learner, family, tc, seed=3, device=torch.device("cpu"))
+        assert k == 4
+        losses.append(loss)
+        grads.append(torch.cat([p.grad.flatten() for p in learner.parameters() if p.grad is not None]))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    assert grads[0].shape == grads[1].shape and grads[0].abs().max() > 0
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-6 * grads[0].abs().max().item())
+
+
+@pytest.mark.parametrize("outputs", [(0, 1), (1, 2), (0, 2), (1, 3)])
+def test_the_backbone_reads_only_the_groups_asked_for_with_the_same_numbers(outputs):
+    from iai.core.learners.backbone import ModelConfig, SetTransformer
+    torch.manual_seed(0)
+    net = SetTransformer(ModelConfig(**MODEL), {"a": 3, "b": 4, "c": 2}).eval()
+    inputs = [("a", torch.randn(2, 5, 3), None), ("b", torch.randn(2, 1, 4), torch.randn(1, 32)),
+              ("c", torch.randn(2, 7, 2), None)]
+    full = net(inputs, n_context_groups=2)
+    part = net(inputs, n_context_groups=2, outputs=outputs)
+    for g in range(3):
+        if outputs[0] <= g < outputs[1]:
+            torch.testing.assert_close(part[g], full[g], rtol=1e-5, atol=1e-6)
+        else:
+            assert part[g] is None
 
 
 @pytest.mark.parametrize("name", ["parametric_logreg", "implicit_hidden_h2", "explicit_both", "hypernet_oneshot"])

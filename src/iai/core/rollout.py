@@ -14,7 +14,7 @@ Schedules (``schedule=``):
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -89,9 +89,10 @@ def eval_steps(n_steps: int, spacing: str | Sequence[int] = "log") -> list[int]:
 def rollout(learner: Learner, family: TaskFamily, tasks: TaskBatch, batch_size: int,
             n_steps: int | None = None, epochs: int = 1, schedule: str = "epochs",
             steps: str | Sequence[int] = "log", seed: int = 0, task_chunk: int | None = None,
-            device: torch.device | str | None = None) -> list[dict]:
+            device: torch.device | str | None = None, step_fn: Callable | None = None) -> list[dict]:
     """Run ``learner`` over every task's train points and score it on the valid points.
 
+    ``step_fn`` replaces ``learner.step`` (the same function compiled, in ``iai bench cost``).
     ``n_steps`` defaults to ``epochs`` passes over the train points. Tasks are processed in chunks of
     ``task_chunk`` (all at once by default) to bound memory. Returns one record per (step, metric):
     ``{"step", "n_seen", "metric", "value", "sem", "n_tasks", "values"}`` where value is the mean over
@@ -99,6 +100,7 @@ def rollout(learner: Learner, family: TaskFamily, tasks: TaskBatch, batch_size: 
     order); ``n_seen`` counts the points read (repeats included).
     """
     n_steps = n_steps or steps_for(tasks.n_train, batch_size, epochs)
+    step = step_fn or learner.step
     wanted = set(eval_steps(n_steps, steps))
     chunk = task_chunk or tasks.n_tasks
     # chunks only bound memory: the index stream is drawn for all tasks at once, so the numbers
@@ -118,14 +120,14 @@ def rollout(learner: Learner, family: TaskFamily, tasks: TaskBatch, batch_size: 
             block = spans[g:g + _GATHER_STEPS]
             lo, hi = block[0][0], block[-1][1]
             orders = [order[c * chunk:(c + 1) * chunk, lo:hi] for c in range(len(parts))]
-            xs = [gather_points(p.x_train, o) for p, o in zip(parts, orders)]
-            ys = [gather_points(p.y_train, o) for p, o in zip(parts, orders)]
-            for start, stop in block:
+            xs = [_by_step(gather_points(p.x_train, o), block) for p, o in zip(parts, orders)]
+            ys = [_by_step(gather_points(p.y_train, o), block) for p, o in zip(parts, orders)]
+            for j, (start, stop) in enumerate(block):
                 i += 1
                 n_seen += stop - start
                 scored = i in wanted
                 for c, part in enumerate(parts):
-                    states[c] = learner.step(states[c], xs[c][:, start - lo:stop - lo], ys[c][:, start - lo:stop - lo])
+                    states[c] = step(states[c], xs[c][j], ys[c][j])
                     if scored:
                         pred = learner.predict(states[c], part.x_valid)
                         for name, values in family.metrics(pred, part.y_valid, part.f_valid).items():
@@ -133,6 +135,16 @@ def rollout(learner: Learner, family: TaskFamily, tasks: TaskBatch, batch_size: 
                 if scored:
                     seen[i] = n_seen
     return summarize(per_step, seen)
+
+
+def _by_step(points: Tensor, block: list[tuple[int, int]]) -> list[Tensor]:
+    """A gathered block ``[T, L, F]`` as one ``[T, b, F]`` tensor per step of ``block``. Equal steps
+    are one copy to ``[steps, T, b, F]`` whose entries are contiguous (a compiled step needs no copy
+    and no recompile per stride); unequal ones (a pass's short last step) are views."""
+    lo, sizes = block[0][0], {stop - start for start, stop in block}
+    if len(sizes) == 1:
+        return list(points.unflatten(1, (len(block), -1)).transpose(0, 1).contiguous())
+    return [points[:, start - lo:stop - lo] for start, stop in block]
 
 
 def summarize(per_step: dict[int, dict[str, list[Tensor]]], seen: dict[int, int]) -> list[dict]:

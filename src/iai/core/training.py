@@ -18,6 +18,15 @@ evaluation's own :func:`iai.core.rollout.minibatch_indices`.
   without gradient by the initial weights), so every depth 1..K_train is trained equally often and
   an iteration costs ``tasks_per_batch`` task-steps. ``random_steps`` does not apply.
 
+Within a rollout iteration, ``train.steps_at_once`` (default true) computes the same gradient
+with fewer, larger calls: the k states are first rolled forward without gradient, then all k steps
+are taken again as one batch of k * tasks_per_batch tasks (step i from the detached state i - 1,
+step 1 from theta^(0)) with one forward and one backward. Greedy training never backpropagates
+into an earlier step, so the gradient is the sum of the same k per-step gradients (equal to the
+sequential path's up to float rounding; tested); a step costs about 1.3x the arithmetic but a
+k-th of the calls, which is what bounds these small networks on a CPU (``iai bench train
+--compare``). ``false`` keeps the step-by-step loop.
+
 A one-shot learner takes a single step over a context of k * B points (k uniform in 1..K_train)
 with either sampler. On CUDA the step network runs under bf16 autocast. ``iai train`` (the
 optimizer, schedule, checkpoints) and ``iai bench train`` (throughput) both drive
@@ -68,6 +77,7 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 250
     sampler: str = "rollout"
+    steps_at_once: bool = True
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_steps", "tasks_per_batch", "n_valid", "iterations", "log_every",
@@ -79,6 +89,8 @@ class TrainConfig:
             raise ConfigError(f"train.schedule: expected one of {list(SCHEDULES)}, got {self.schedule!r}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"train.sampler: expected one of {list(SAMPLERS)}, got {self.sampler!r}")
+        if not isinstance(self.steps_at_once, bool):
+            raise ConfigError(f"train.steps_at_once: expected true or false, got {self.steps_at_once!r}")
         if self.target not in TARGETS:
             raise ConfigError(f"train.target: expected one of {list(TARGETS)}, got {self.target!r}")
         if not (self.lr > 0 and self.grad_clip > 0 and self.weight_decay >= 0 and self.warmup >= 0
@@ -116,8 +128,10 @@ def train_iteration(learner, family: TaskFamily, tc: TrainConfig, seed: int, dev
     target = tasks.f_valid if tc.target == "noiseless" else tasks.y_valid
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     state = learner.init(tasks.x_valid)
+    stream = list(minibatch_indices(tc.tasks_per_batch, n_train, batch, steps, tc.schedule, gen))
+    if tc.steps_at_once and steps > 1 and len({index.shape[1] for index in stream}) == 1:
+        return _steps_at_once(learner, family, tasks, target, state, stream, autocast), k
     total = torch.zeros((), device=device)
-    stream = minibatch_indices(tc.tasks_per_batch, n_train, batch, steps, tc.schedule, gen)
     for i, index in enumerate(stream):
         if i:
             state = detach(state)
@@ -128,6 +142,33 @@ def train_iteration(learner, family: TaskFamily, tc: TrainConfig, seed: int, dev
         (loss / steps).backward()
         total += loss.detach()
     return total.item() / steps, k
+
+
+def _steps_at_once(learner, family: TaskFamily, tasks, target: torch.Tensor, first: State,
+                   stream: list[torch.Tensor], autocast) -> float:
+    """:func:`train_iteration`'s k greedy steps as one batch (``train.steps_at_once``); returns the mean step loss.
+
+    The states before steps 2..k come from a rollout without gradient; step 1 reads ``first``
+    (theta^(0), with gradient). Stacking them along the task axis, one call of ``learner.step`` takes
+    all k steps, and the mean of its valid loss over the k * T tasks is the sequential path's
+    sum over steps of (step loss / k), since every step has T tasks.
+    """
+    xs = [gather_points(tasks.x_train, index) for index in stream]
+    ys = [gather_points(tasks.y_train, index) for index in stream]
+    states = [first]
+    with torch.no_grad(), autocast:
+        state = detach(first)
+        for x, y in zip(xs[:-1], ys[:-1]):
+            state = learner.step(state, x, y)
+            states.append(state)
+    k = len(stream)
+    stacked = {key: torch.cat([s[key] for s in states]) for key in first}
+    with autocast:
+        new = learner.step(stacked, torch.cat(xs), torch.cat(ys))
+        pred = learner.predict(new, tasks.x_valid.repeat(k, *[1] * (tasks.x_valid.dim() - 1)))
+    loss = family.loss(pred.float(), target.repeat(k, *[1] * (target.dim() - 1))).mean()
+    loss.backward()
+    return loss.item()
 
 
 def uses_pool(learner, tc: TrainConfig) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import logging
 import math
 import re
 import statistics
@@ -29,6 +30,7 @@ from pathlib import Path
 import torch
 
 from iai.core.learners import describe, load_run
+from iai.core.learners.backbone import SetTransformer
 from iai.core.tasks import build_family
 from iai.params import Params, load_params
 from iai.core.results import to_frame, write
@@ -36,6 +38,7 @@ from iai.core.rollout import rollout
 from iai.core.training import TaskPool, TrainConfig, train_iteration, uses_pool
 from iai.utils import atomic_path, derive_seed, describe_device, resolve_device, write_json
 
+log = logging.getLogger(__name__)
 _STATUS = Path("/proc/self/status")
 
 
@@ -162,8 +165,9 @@ def step_flops(learner, n_points: int, n_query: int) -> dict[str, int]:
     ``dense`` (every linear layer of the step network: token embeddings, q/kv/out, feed-forward, head).
 
     Counted from the architecture (2 FLOPs per multiply-add): with S tokens of which C are context,
-    width W, feed-forward F and depth L, attention costs L * 4 S C W and the blocks' dense layers
-    L * (4 S W^2 + 4 C W^2 + 4 S W F). ``torch.utils.flop_counter`` counts no attention on CPU (the
+    width W, feed-forward F and depth L, a block costs 4 S C W in attention and 4 S W^2 + 4 C W^2 +
+    4 S W F in dense layers; the last block updates only the R tokens the heads read (the state
+    tokens, or the queries: ``SetTransformer(outputs=...)``), so there S becomes R. ``torch.utils.flop_counter`` counts no attention on CPU (the
     CPU flash kernel is not in its registry), so it is used only to check the dense part and, with
     the math attention backend, the whole (tests/test_bench.py).
     """
@@ -172,7 +176,7 @@ def step_flops(learner, n_points: int, n_query: int) -> dict[str, int]:
     if learner.regime == "implicit":
         q_dim = learner.backbone.embed["query"].in_features
         groups = {"obs": (n_points, learner.family.in_dim + learner.family.out_dim), "query": (n_query, q_dim)}
-        s, c = n_points + n_query, n_points
+        s, c, r = n_points + n_query, n_points, n_query
         head = 2 * n_query * w * learner.state_dim
     else:
         k, e = learner.n_units, learner.unit_dim
@@ -180,10 +184,17 @@ def step_flops(learner, n_points: int, n_query: int) -> dict[str, int]:
         sizes = {"state": k, "grad": k, "memory": learner.cfg.memory, "history": learner.history * k, "obs": n_points}
         groups = {name: (sizes[name], dims[name]) for name in dims}
         s = c = sum(n for n, _ in groups.values())
+        r = k + (k * learner.uses_grad + learner.cfg.memory if learner.cfg.memory else 0)  # state (, grad, memory)
         head = 2 * k * w * e + 2 * learner.cfg.memory * w * e
+    if not learner.backbone.prune:
+        r = s
     embed = sum(2 * n * d * w for n, d in groups.values())
-    dense = embed + depth * (4 * s * w * w + 4 * c * w * w + 4 * s * w * f) + head
-    return {"attention": depth * 4 * s * c * w, "dense": dense}
+
+    def block(rows: int) -> int:
+        return 2 * rows * w * w * 2 + 4 * c * w * w + 4 * rows * w * f
+
+    dense = embed + (depth - 1) * block(s) + block(r) + head
+    return {"attention": 4 * c * w * ((depth - 1) * s + r), "dense": dense}
 
 
 def rollout_flops(learner, n: int, n_query: int) -> dict[str, int]:
@@ -225,7 +236,7 @@ def _cost_setup(params_file: str | None, family_name: str | None):
     return family, learners, train["batch_size"], path or "built-in default recipe"
 
 
-def _timed(learner, family, tasks, batch_size, dev, repeats, threads) -> tuple[list[float], float]:
+def _timed(learner, family, tasks, batch_size, dev, repeats, threads, step_fn=None) -> tuple[list[float], float]:
     """(seconds of each of ``repeats`` full rollouts, their peak extra MB) on ``threads`` CPU threads."""
     old = torch.get_num_threads()
     if threads:
@@ -235,7 +246,7 @@ def _timed(learner, family, tasks, batch_size, dev, repeats, threads) -> tuple[l
         for _ in range(repeats):
             base = _reset_peak(dev)
             start = time.perf_counter()
-            rollout(learner, family, tasks, batch_size, steps="last", device=dev)
+            rollout(learner, family, tasks, batch_size, steps="last", device=dev, step_fn=step_fn)
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             times.append(time.perf_counter() - start)
@@ -245,24 +256,45 @@ def _timed(learner, family, tasks, batch_size, dev, repeats, threads) -> tuple[l
         torch.set_num_threads(old)
 
 
+def compiled_step(learner):
+    """``learner.step`` compiled for fixed shapes with frozen weights, fed contiguous tensors: one graph per learner (the
+    rollout's mini-batches are views of a gathered block, whose strides vary with n, and theta^(0) is
+    an expanded view; each would otherwise be a recompile)."""
+    # freezing: the weights become constants, so the CPU matmuls use prepacked weights (inference only)
+    compiled = torch.compile(learner.step, dynamic=False, options={"freezing": True})
+
+    def step(state, x, y):
+        return compiled({k: v.contiguous() for k, v in state.items()}, x.contiguous(), y.contiguous())
+
+    return step
+
+
 def bench_cost(params_file: str | None = None, family_name: str | None = None, sizes: list[int] | None = None,
                n_tasks: int = 8, n_query: int = 16, repeats: int = 3, device: str = "cpu",
                time_cap_s: float = 60.0, memory_cap_mb: float = 8192.0, threads: int = 0,
-               iterative_threads: int = 1, budget_s: float = 4.0, seed: int = 0, progress=print) -> dict:
+               iterative_threads: int = 0, budget_s: float = 4.0, seed: int = 0, compile_iterative: bool = True,
+               progress=print) -> dict:
     """Wall time, peak memory and counted FLOPs of each regime's iterative learner against its
     one-shot twin over the same tasks at each n (untrained learners: cost depends on the
     architecture and the sizes alone). One shot is skipped (null) once its time or memory,
     extrapolated as n^2 from the last measured n, would pass the caps. Each measurement is repeated
     up to ``repeats`` times while that fits ``budget_s``; medians are reported. ``threads`` applies
-    to one shot (0: torch's default); iterative steps are small, so they run on
-    ``iterative_threads`` (1 by default: a second thread only adds synchronisation at these sizes).
+    to one shot and ``iterative_threads`` to the iterative learner (0: torch's default, so both
+    sides get the same threads).
+
+    ``compile_iterative``: the iterative step runs ``torch.compile``d (fixed shapes, one graph per
+    learner, compiled in the warm-up and timed apart as ``iterative_compile_s``); where compiling
+    fails (no C++ compiler), eager, with the error in ``compile_error``. Measured on the 2-core CPU
+    (README): a compiled step takes 0.5-0.9 ms against 1.0-1.3 ms eager (a step is per-call
+    overhead, which fusing removes), while one shot at n = 16,384 took 8.06 s compiled against 8.11 s
+    eager (attention-bound), so one shot stays eager: each side runs the faster way.
     """
     dev = resolve_device(device)
     sizes = sorted(sizes or COST_SIZES)
     family, learners, b, source = _cost_setup(family_name=family_name, params_file=params_file)
     out = {"n": sizes, "batch_size": b, "n_tasks": n_tasks, "n_query": n_query, "device": str(dev),
            "device_name": describe_device(dev), "threads_one_shot": threads or torch.get_num_threads(),
-           "threads_iterative": iterative_threads, "source": source, "family": family.params(),
+           "threads_iterative": iterative_threads or torch.get_num_threads(), "source": source, "family": family.params(),
            "time_cap_s": time_cap_s, "memory_cap_mb": memory_cap_mb, "regimes": {}}
     for regime, (it, one) in learners.items():
         it, one = it.to(dev), one.to(dev)
@@ -272,9 +304,13 @@ def bench_cost(params_file: str | None = None, family_name: str | None = None, s
         rec.update(iterative=it.name, one_shot=one.name, model=asdict(it.model_cfg))
         last_one = None  # (n, seconds, MB) of the last one-shot measurement
         warm: set[str] = set()
+        step_fns = {"iterative": compiled_step(it) if compile_iterative else None,
+                    "one_shot": None}
+        rec.update(iterative_compiled=compile_iterative, iterative_compile_s=None, compile_error=None)
         for n in sizes:
             tasks = family.sample(n_tasks, n, n_query, derive_seed(seed, "bench-cost", regime, n))
             for kind, learner, bs, thr in (("iterative", it, b, iterative_threads), ("one_shot", one, n, threads)):
+                step_fn = step_fns[kind]
                 flops = rollout_flops(learner, n, n_query)
                 rec[f"{kind}_flops"].append(n_tasks * (flops["attention"] + flops["dense"]))
                 rec[f"{kind}_attention_flops"].append(n_tasks * flops["attention"])
@@ -285,13 +321,22 @@ def bench_cost(params_file: str | None = None, family_name: str | None = None, s
                         rec["one_shot_peak_mb"].append(None)
                         last_one = (last_one[0], -1.0, last_one[2])  # skip every larger n too
                         continue
-                if kind not in warm:  # first-call allocations and kernel selection stay out of the numbers
-                    _timed(learner, family, tasks.head(min(n, 4 * b)), min(bs, n), dev, 1, thr)
+                if kind not in warm:  # first-call allocations, kernel selection and compiling stay out of the numbers
+                    warm_up = tasks.head(min(n, 4 * b))
+                    try:
+                        (secs,), _ = _timed(learner, family, warm_up, min(bs, n), dev, 1, thr, step_fn)
+                    except Exception as err:  # noqa: BLE001 - any compiler failure: measure eager instead
+                        log.warning("torch.compile failed for %s (%s); timing it eager", learner.name, err)
+                        rec.update(iterative_compiled=False, compile_error=f"{type(err).__name__}: {err}"[:300])
+                        step_fn = step_fns[kind] = None
+                        secs, _ = _timed(learner, family, warm_up, min(bs, n), dev, 1, thr)
+                    if step_fn is not None:
+                        rec["iterative_compile_s"] = round(secs, 2)
                     warm.add(kind)
-                times, mb = _timed(learner, family, tasks, bs, dev, 1, thr)
+                times, mb = _timed(learner, family, tasks, bs, dev, 1, thr, step_fn)
                 more = min(repeats - 1, int(budget_s / max(times[0], 1e-9)))
                 if more > 0:
-                    t2, mb2 = _timed(learner, family, tasks, bs, dev, more, thr)
+                    t2, mb2 = _timed(learner, family, tasks, bs, dev, more, thr, step_fn)
                     times, mb = times + t2, max(mb, mb2)
                 secs = statistics.median(times)
                 rec[f"{kind}_s"].append(secs)
@@ -429,15 +474,66 @@ GPU_PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12
                   "RTX 4090": 165e12}
 
 
+# the path before `train.steps_at_once`, the fused optimizer and the pruned last block (every token
+# computed, read or not): the side-by-side baseline of `--compare`
+STEP_BY_STEP = {"steps_at_once": False, "fused": False, "prune": False}
+FAST = {"steps_at_once": True, "fused": True, "prune": True}
+
+
+def _train_throughput(learner, family, tc: TrainConfig, dev: torch.device, iterations: int, fused: bool) -> dict:
+    """Meta-training throughput of ``learner`` (trained in place) over ``iterations`` timed iterations
+    after 3 warm-up ones, with ``iai train``'s optimizer step (fused or per-parameter AdamW)."""
+    opt = torch.optim.AdamW(learner.parameters(), lr=tc.lr, fused=fused)
+    work = {"tasks_steps": 0, "flops": 0.0}
+    pool = TaskPool(tc.tasks_per_batch) if uses_pool(learner, tc) else None
+
+    def one(it: int, count: bool) -> None:
+        opt.zero_grad(set_to_none=True)
+        it_seed = derive_seed(0, "bench-train", learner.name, it)
+        if pool is not None:
+            pool.advance(learner, family, tc, it_seed, dev)
+            k = 1  # one step per task of the pool
+        else:
+            _, k = train_iteration(learner, family, tc, it_seed, dev)
+        torch.nn.utils.clip_grad_norm_(learner.parameters(), tc.grad_clip, foreach=fused)
+        opt.step()
+        if count:
+            steps = 1 if learner.mode == "one_shot" else k
+            n_points = k * tc.batch_size if learner.mode == "one_shot" else tc.batch_size
+            f = step_flops(learner, n_points, tc.n_valid)
+            work["tasks_steps"] += tc.tasks_per_batch * steps
+            work["flops"] += 3 * steps * tc.tasks_per_batch * (f["attention"] + f["dense"])
+
+    for it in range(3):
+        one(it, False)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    start = time.perf_counter()
+    for it in range(iterations):
+        one(3 + it, True)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    secs = time.perf_counter() - start
+    return {"sampler": "pool" if pool is not None else "rollout", "iterations_per_s": iterations / secs,
+            "task_steps_per_s": work["tasks_steps"] / secs, "flops_per_s": work["flops"] / secs}
+
+
 def bench_train(params_file: str | None = None, family_name: str | None = None, iterations: int = 20,
-                device: str = "cpu", threads: int = 1, sampler: str | None = None, progress=print) -> dict:
+                device: str = "cpu", threads: int = 1, sampler: str | None = None, compare: bool = False,
+                progress=print) -> dict:
     """Meta-training throughput per regime (each cost pair's iterative and one-shot run): iterations/s,
     tasks x steps per second, and FLOP/s estimated as nanoGPT's ``estimate_mfu`` does (3x the
     forward FLOPs of every step, from :func:`step_flops`); on CUDA also the fraction of the GPU's
     dense bf16 peak (``GPU_PEAK_FLOPS``; None for an unknown GPU). Untrained learners, the run's own
     train settings (``train.iterations`` replaced by ``iterations``; ``train.sampler`` by ``sampler``
     when given: the pool advances tasks_per_batch task-steps an iteration, one-shot runs keep the
-    rollout path), after 3 warm-up iterations."""
+    rollout path), after 3 warm-up iterations.
+
+    ``compare`` also times the step-by-step path (``train.steps_at_once: false``, a per-parameter
+    AdamW and a last block that computes every token: the path before all three) from the same
+    initial weights and task seeds, after the fast path in the same process, and reports the
+    speed-up per run (``speedup``).
+    """
     dev = resolve_device(device)
     if dev.type == "cpu" and threads:
         torch.set_num_threads(threads)
@@ -445,49 +541,35 @@ def bench_train(params_file: str | None = None, family_name: str | None = None, 
     peak = next((v for k, v in GPU_PEAK_FLOPS.items() if k in describe_device(dev)), None) if dev.type == "cuda" else None
     out = {"device": str(dev), "device_name": describe_device(dev), "threads": torch.get_num_threads(),
            "source": source, "iterations": iterations, "peak_flops": peak, "runs": {}}
+    paths = {"fast": FAST, **({"step_by_step": STEP_BY_STEP} if compare else {})}
     for regime, pair in learners.items():
         for learner in pair:
-            learner = learner.to(dev).train()
-            tc = TrainConfig.from_dict({**learner.config["train"], **({"sampler": sampler} if sampler else {})})
-            opt = torch.optim.AdamW(learner.parameters(), lr=tc.lr)
-            work = {"tasks_steps": 0, "flops": 0.0}
-            pool = TaskPool(tc.tasks_per_batch) if uses_pool(learner, tc) else None
-
-            def one(it: int, count: bool) -> None:
-                opt.zero_grad(set_to_none=True)
-                it_seed = derive_seed(0, "bench-train", learner.name, it)
-                if pool is not None:
-                    pool.advance(learner, family, tc, it_seed, dev)
-                    k = 1  # one step per task of the pool
+            initial = {k: v.clone() for k, v in learner.state_dict().items()}
+            row = {"regime": regime, "mode": learner.mode}
+            for label, path in paths.items():
+                learner.load_state_dict(initial)
+                learner = learner.to(dev).train()
+                for module in learner.modules():
+                    if isinstance(module, SetTransformer):
+                        module.prune = path["prune"]
+                tc = TrainConfig.from_dict({**learner.config["train"], "steps_at_once": path["steps_at_once"],
+                                            **({"sampler": sampler} if sampler else {})})
+                r = _train_throughput(learner, family, tc, dev, iterations, path["fused"])
+                r["mfu"] = r["flops_per_s"] / peak if peak else None
+                if label == "fast":
+                    row.update(r)
                 else:
-                    _, k = train_iteration(learner, family, tc, it_seed, dev)
-                torch.nn.utils.clip_grad_norm_(learner.parameters(), tc.grad_clip)
-                opt.step()
-                if count:
-                    steps = 1 if learner.mode == "one_shot" else k
-                    n_points = k * tc.batch_size if learner.mode == "one_shot" else tc.batch_size
-                    f = step_flops(learner, n_points, tc.n_valid)
-                    work["tasks_steps"] += tc.tasks_per_batch * steps
-                    work["flops"] += 3 * steps * tc.tasks_per_batch * (f["attention"] + f["dense"])
-
-            for it in range(3):
-                one(it, False)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            start = time.perf_counter()
-            for it in range(iterations):
-                one(3 + it, True)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            secs = time.perf_counter() - start
-            flops_s = work["flops"] / secs
-            out["runs"][learner.name] = {
-                "regime": regime, "mode": learner.mode, "sampler": "pool" if pool is not None else "rollout",
-                "iterations_per_s": iterations / secs,
-                "task_steps_per_s": work["tasks_steps"] / secs, "flops_per_s": flops_s,
-                "mfu": flops_s / peak if peak else None}
-            progress(f"bench train {learner.name}: {iterations / secs:.3g} it/s, "
-                     f"{work['tasks_steps'] / secs:.4g} task-steps/s, {flops_s / 1e9:.3g} GFLOP/s")
+                    row[label] = r
+                    row["speedup"] = row["task_steps_per_s"] / r["task_steps_per_s"]
+            out["runs"][learner.name] = row
+            progress(f"bench train {learner.name}: {row['iterations_per_s']:.3g} it/s, "
+                     f"{row['task_steps_per_s']:.4g} task-steps/s, {row['flops_per_s'] / 1e9:.3g} GFLOP/s"
+                     + (f"; step by step {row['step_by_step']['task_steps_per_s']:.4g} task-steps/s, "
+                        f"speed-up {row['speedup']:.2f}x" if compare else ""))
+    if compare:
+        speedups = [r["speedup"] for r in out["runs"].values()]
+        out["speedup_geomean"] = math.exp(sum(map(math.log, speedups)) / len(speedups))
+        progress(f"bench train: speed-up over the step-by-step path, geometric mean {out['speedup_geomean']:.2f}x")
     return out
 
 
@@ -512,8 +594,12 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=3, help="cost: timed repeats while they fit 4 s (medians)")
     p.add_argument("--time-cap", type=float, default=60.0, help="cost: skip one shot past this many seconds (extrapolated as n^2)")
     p.add_argument("--memory-cap", type=float, default=8192.0, help="cost: skip one shot past this many MB")
-    p.add_argument("--iterative-threads", type=int, default=1, help="cost: CPU threads of the iterative rollouts")
+    p.add_argument("--iterative-threads", type=int, default=0,
+                   help="cost: CPU threads of the iterative rollouts (default: torch's default, as one shot)")
+    p.add_argument("--no-compile", action="store_true", help="cost: run the iterative step eager (default: torch.compile)")
     p.add_argument("--iterations", type=int, default=20, help="train: timed iterations per run")
+    p.add_argument("--compare", action="store_true",
+                   help="train: also time the step-by-step path (steps_at_once false, per-parameter AdamW) side by side")
     p.add_argument("--sampler", choices=("rollout", "pool"), default=None,
                    help="train: override train.sampler (default: the runs' own)")
     p.add_argument("--figure", default=None, help="cost: PNG path (default: the --out path with .png)")
@@ -535,7 +621,8 @@ def cli_main(args: argparse.Namespace) -> None:
         sizes = args.sizes or [n for n in COST_SIZES + [2**i for i in range(17, 21)] if n <= args.max_n]
         result = bench_cost(args.params, args.family, sizes, n_tasks=args.tasks, repeats=args.repeats,
                             device=args.device or "auto", time_cap_s=args.time_cap, memory_cap_mb=args.memory_cap,
-                            threads=args.threads, iterative_threads=args.iterative_threads)
+                            threads=args.threads, iterative_threads=args.iterative_threads,
+                            compile_iterative=not args.no_compile)
         figure = Path(args.figure) if args.figure else out.with_suffix(".png")
         plot_cost(result, figure)
         for regime, r in result["regimes"].items():
@@ -550,7 +637,7 @@ def cli_main(args: argparse.Namespace) -> None:
                                for k, v in result["claim6"]["regimes"][regime].items()})
     else:
         result = bench_train(args.params, args.family, args.iterations, args.device or "auto", args.threads or 1,
-                             sampler=args.sampler)
+                             sampler=args.sampler, compare=args.compare)
     result["duration_s"] = round(time.perf_counter() - start, 2)
     write_json(out, result)
     print(f"wrote {out}" + (f" and {figure}" if args.what == "cost" else ""))

@@ -151,13 +151,14 @@ class Block(nn.Module):
     def _split(self, t: Tensor) -> Tensor:  # [T, S, W] -> [T, H, S, W/H]
         return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)
 
-    def forward(self, h: Tensor, n_context: int) -> Tensor:
-        # h [T, S, W]; the first n_context tokens are the keys and values
+    def forward(self, h: Tensor, n_context: int, rows: slice = slice(None)) -> Tensor:
+        # h [T, S, W]; the first n_context tokens are the keys and values; only the tokens in
+        # `rows` are updated and returned (every token still serves as a key and value)
         z = self.norm1(h)
-        q = self._split(self.q(z))
+        q = self._split(self.q(z[:, rows]))
         k, v = self._split(self.kv(z[:, :n_context])).chunk(2, dim=-1)
         att = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        h = h + F.dropout(self.out(att.transpose(1, 2).flatten(-2)), self.dropout, self.training)
+        h = h[:, rows] + F.dropout(self.out(att.transpose(1, 2).flatten(-2)), self.dropout, self.training)
         return h + self.mlp(self.norm2(h))
 
 
@@ -175,20 +176,32 @@ class SetTransformer(nn.Module):
         self.type_embed = nn.ParameterDict({name: nn.Parameter(torch.randn(cfg.width) * 0.02) for name in token_dims})
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.width)
+        self.prune = True  # False: the last block computes every token (the slower path, for `iai bench train --compare`)
 
-    def forward(self, inputs: list[tuple[str, Tensor, Tensor | None]], n_context_groups: int) -> list[Tensor]:
+    def forward(self, inputs: list[tuple[str, Tensor, Tensor | None]], n_context_groups: int,
+                outputs: tuple[int, int] | None = None) -> list[Tensor | None]:
         """``inputs``: ``(group, features, unit_embedding or None)`` in order; the first
-        ``n_context_groups`` groups are the context that every token attends to."""
+        ``n_context_groups`` groups are the context that every token attends to.
+
+        ``outputs = (first, stop)``: only groups first..stop-1 are read by the caller, so the last
+        block computes queries, attention and MLP for their tokens alone (the others still give keys
+        and values) and the other groups come back as None. The read groups' numbers are the same;
+        a step whose head reads one state token among 16 observations skips most of the last block.
+        """
         parts = []
         for name, feats, unit in inputs:
             e = self.embed[name](feats) + self.type_embed[name]
             parts.append(e + unit if unit is not None else e)
         sizes = [p.shape[1] for p in parts]
         n_context = sum(sizes[:n_context_groups])
+        first, stop = outputs or (0, len(parts))
+        rows = slice(sum(sizes[:first]), sum(sizes[:stop])) if self.prune else slice(None)
         h = torch.cat(parts, dim=1)  # [T, S, W]
-        for block in self.blocks:
-            h = block(h, n_context)
-        return list(self.norm(h).split(sizes, dim=1))
+        for i, block in enumerate(self.blocks):
+            h = block(h, n_context, rows if i == len(self.blocks) - 1 else slice(None))
+        read = list(self.norm(h).split(sizes[first:stop] if self.prune else sizes, dim=1))
+        read = read if self.prune else read[first:stop]
+        return [None] * first + read + [None] * (len(parts) - stop)
 
 
 def zero_linear(d_in: int, d_out: int) -> nn.Linear:

@@ -80,14 +80,14 @@ class FlowLearner(nn.Module):
     def step(self, state: State, x: Tensor, y: Tensor) -> State:
         z, n, b = state["z"], state["n"], x.shape[1]
         sf = step_features(n, b, self.cfg).to(z.dtype).unsqueeze(1).expand(-1, z.shape[1], -1)
-        out = self.encoder([("cond", torch.cat([z, sf], -1), None), ("obs", x, None)], n_context_groups=2)
+        out = self.encoder([("cond", torch.cat([z, sf], -1), None), ("obs", x, None)], n_context_groups=2, outputs=(0, 1))
         gain = update_gain(n, b, self.cfg.update_scale).view(-1, 1, 1).to(z.dtype)
         return {"z": z + gain * self.update(out[0]).to(z.dtype), "n": n + b}
 
     def velocity(self, z: Tensor, x: Tensor, t: Tensor) -> Tensor:
         """v(x, t | z) ``[T, M, d]`` for points ``x [T, M, d]`` at times ``t [T, M, 1]``."""
         out = self.decoder([("cond", z, None), ("query", torch.cat([x, time_features(t)], -1), None)],
-                           n_context_groups=1)
+                           n_context_groups=1, outputs=(1, 2))
         return self.velocity_head(out[1]).to(x.dtype)
 
     def generate(self, state: State, x0: Tensor, steps: int | None = None) -> Tensor:

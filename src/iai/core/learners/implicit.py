@@ -68,7 +68,7 @@ class ImplicitLearner(nn.Module):
         sf = step_features(n, b, self.cfg).to(s.dtype).unsqueeze(1).expand(-1, m, -1)
         parts = [xq, s, sf] + ([state["hist"]] if self.history else [])
         out = self.backbone([("obs", torch.cat([x, y], -1), None), ("query", torch.cat(parts, -1), None)],
-                            n_context_groups=1)
+                            n_context_groups=1, outputs=(1, 2))  # the head reads the queries only
         delta = self.head(out[1]).to(s.dtype)  # [T, M, S]
         gain = update_gain(n, b, self.cfg.update_scale).view(-1, 1, 1).to(s.dtype)
         if self.state_kind == "probs":  # a convex mixture: stays on the simplex, not a logit step

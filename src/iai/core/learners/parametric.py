@@ -160,7 +160,10 @@ class ParametricLearner(nn.Module):
             inputs.append(("history", hist.flatten(1, 2), unit))
         if self.uses_obs:
             inputs.append(("obs", torch.cat([x, y], -1), None))
-        out = self.backbone(inputs, n_context_groups=len(inputs))
+        # the heads read the state tokens (group 0) and the memory tokens, which come right after
+        # the gradient tokens: the last block skips the rest
+        read = (3 if self.uses_grad else 2) if self.cfg.memory else 1
+        out = self.backbone(inputs, n_context_groups=len(inputs), outputs=(0, read))
         gain = update_gain(n, b, self.cfg.update_scale).view(-1, 1, 1).to(theta.dtype)
         delta = self.head(out[0]).to(theta.dtype)
         if self.cfg.nominal:  # gain * (-lr * grad) + gain^2 * learned: the learned part fades as data accumulate
