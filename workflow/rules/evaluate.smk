@@ -64,10 +64,11 @@ rule cost_scaling:
         family=COST_SCALING_FAMILY,
         max_n=COST_MAX_N,
         repeats=COST_REPEATS,
+        tasks=COST_SCALING_TASKS,
         settings=settings(family=RAW["families"][COST_SCALING_FAMILY], model=RAW["model"], train=RAW["train"],
                           runs=[r for r in RAW["runs"]
                                 if r["family"] == COST_SCALING_FAMILY and r["name"] in BENCH.get(COST_SCALING_FAMILY, [])],
-                          max_n=COST_MAX_N, repeats=COST_REPEATS),
+                          max_n=COST_MAX_N, repeats=COST_REPEATS, tasks=COST_SCALING_TASKS),
     threads: workflow.cores
     resources:
         gpu=1,
@@ -75,7 +76,7 @@ rule cost_scaling:
         "logs/bench/cost_scaling.log",
     shell:
         "iai bench cost --params {params.file} --family {params.family} --max-n {params.max_n} --threads {threads}"
-        " --repeats {params.repeats}"
+        " --repeats {params.repeats} --tasks {params.tasks}"
         " --out {output.json} --figure {output.figure} > {log} 2>&1"
 
 
