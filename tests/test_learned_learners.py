@@ -27,8 +27,10 @@ VARIANTS = {
                                          "nominal": True}),
     "parametric_logreg": (LOGREG, {"regime": "parametric", "signal": "both", "step_feature": "log_n"}),
     "parametric_mlp": (MLPREG, {"regime": "parametric", "signal": "both"}),
-    "explicit_both": (LINREG, {"regime": "explicit", "signal": "both", "latent_tokens": 2, "latent_dim": 3,
+    "explicit_both": (LINREG, {"regime": "explicit", "signal": "both", "latent_tokens": 2, "latent_dim": 3, "decoder": "film",
                                "grad_norm": "rms"}),
+    "explicit_bilinear_logreg": (LOGREG, {"regime": "explicit", "signal": "both", "decoder": "bilinear",
+                                          "latent_dim": 6}),
     "implicit_logits": (LINREG, {"regime": "implicit"}),
     "implicit_hidden_h2": (LOGREG, {"regime": "implicit", "state": "hidden", "history": 2}),
     "implicit_probs": (LOGREG, {"regime": "implicit", "state": "probs", "update_scale": "constant"}),
@@ -158,7 +160,21 @@ def test_the_backbone_reads_only_the_groups_asked_for_with_the_same_numbers(outp
             assert part[g] is None
 
 
-@pytest.mark.parametrize("name", ["parametric_logreg", "implicit_hidden_h2", "explicit_both", "hypernet_oneshot"])
+def test_the_bilinear_decoder_is_a_linear_model_whose_weights_z_sets():
+    # A(z) = [z; 0] and b(z) = 0 make f(x, z) = x . z exactly: the decoder can be linear regression
+    from iai.core.learners.explicit import BilinearDecoder
+    d = 4
+    dec = BilinearDecoder(d, d, hidden=5, out_dim=1)
+    with torch.no_grad():
+        dec.weights.weight.zero_()
+        dec.weights.bias.zero_()
+        dec.weights.weight[:d, :d] = torch.eye(d)  # row f of A's flattened [F + 1, 1] reads z_f
+    x, z = torch.randn(3, 7, d), torch.randn(3, 1, d)
+    torch.testing.assert_close(dec(x, z), x @ z.transpose(1, 2))
+
+
+@pytest.mark.parametrize("name", ["parametric_logreg", "implicit_hidden_h2", "explicit_both", "hypernet_oneshot",
+                                  "explicit_bilinear_logreg"])
 def test_save_then_load_reproduces_predictions_exactly(tmp_path, name):
     family, learner = make(name)
     learner.eval()
@@ -202,6 +218,8 @@ def test_a_file_that_is_not_a_checkpoint_fails_clearly(tmp_path):
     ({"regime": "parametric", "mode": "one_shot", "history": 2}, LINREG, r"one-shot learner .* no history"),
     ({"regime": "parametric", "widht": 3}, LINREG, r"unknown key\(s\) \['widht'\]"),
     ({"regime": "explicit", "latent_dim": 0}, LINREG, r"run.latent_dim: expected an integer >= 1"),
+    ({"regime": "explicit", "decoder": "mlp"}, LINREG, r"run.decoder: expected one of \['film', 'bilinear'\]"),
+    ({"regime": "parametric", "decoder": "film"}, LINREG, r"only the explicit regime has a learned decoder"),
 ])
 def test_bad_configs_fail_with_one_clear_message(spec, family, message):
     with pytest.raises(ConfigError, match=message):

@@ -14,9 +14,11 @@ with the seed spread, and training seconds. The variants (config keys of `runs:`
   never read by the predictor): room for running statistics of the data seen;
 - implicit: the running prediction at each query (`state: logits`);
 - implicit_hidden: a width-sized pre-head vector per query (`state: hidden`) read by a learned head;
-- explicit_obs: a learned latent z read by a learned decoder, refined from observations;
+- explicit_obs: a learned latent z read by a learned decoder (the FiLM MLP), refined from observations;
 - explicit_both_rms: the same refined from observations and the normalized gradient with respect
-  to z through the decoder (direction and log magnitude, as learned optimizers feed it).
+  to z through the decoder (direction and log magnitude, as learned optimizers feed it);
+- explicit_*_bilinear: the same with the bilinear decoder, phi(x)^T A(z) with phi(x) = [x, mlp(x)]
+  (`decoder: bilinear`) in place of the FiLM MLP.
 """
 
 from __future__ import annotations
@@ -43,8 +45,10 @@ VARIANTS = {
     "parametric_obs_mem4": {"regime": "parametric", "signal": "obs", "memory": 4},
     "implicit": {"regime": "implicit", "state": "logits"},
     "implicit_hidden": {"regime": "implicit", "state": "hidden"},
-    "explicit_obs": {"regime": "explicit", "signal": "obs"},
-    "explicit_both_rms": {"regime": "explicit", "signal": "both", "grad_norm": "rms"},
+    "explicit_obs": {"regime": "explicit", "signal": "obs", "decoder": "film"},
+    "explicit_both_rms": {"regime": "explicit", "signal": "both", "grad_norm": "rms", "decoder": "film"},
+    "explicit_obs_bilinear": {"regime": "explicit", "signal": "obs", "decoder": "bilinear"},
+    "explicit_both_bilinear": {"regime": "explicit", "signal": "both", "grad_norm": "rms", "decoder": "bilinear"},
 }
 SIZES = (128, 512, 1024)
 
@@ -56,6 +60,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
     ap.add_argument("--out", default="docs/studies/regime_variants.json")
+    ap.add_argument("--append", action="store_true", help="add the variants to --out's (same iterations and seeds)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     params = load_params(args.params)
@@ -68,6 +73,12 @@ def main() -> None:
                                                           steps=[n // 16 for n in SIZES], seed=1)
              if r["metric"] == "excess_risk"}
     out = {"iterations": train["iterations"], "seeds": args.seeds, "sizes": list(SIZES), "variants": {}}
+    if args.append:
+        with open(args.out) as fh:
+            old = json.load(fh)
+        if (old["iterations"], old["seeds"]) != (out["iterations"], out["seeds"]):
+            raise SystemExit(f"--append: {args.out} has {old['iterations']} iterations and {old['seeds']} seeds")
+        out = old
     with tempfile.TemporaryDirectory() as models:
         for name in args.variants:
             run = dataclasses.replace(base, name=name, learner=VARIANTS[name], train=train)

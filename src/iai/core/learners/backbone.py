@@ -33,6 +33,7 @@ STATES = ("logits", "hidden", "probs")
 UPDATE_SCALES = ("constant", "inverse_step")
 STEP_FEATURES = ("none", "gain", "log_n")
 GRAD_NORMS = ("rms", "none")
+DECODERS = ("film", "bilinear")
 
 
 def _config_from(cls, section: str, values: dict[str, Any]):
@@ -93,6 +94,7 @@ class LearnerConfig:
     latent_tokens: int = 1
     latent_dim: int = 16
     decoder_hidden: int = 64
+    decoder: str = "bilinear"
     update_scale: str = "inverse_step"
     step_feature: str = "gain"
     grad_norm: str = "none"
@@ -102,7 +104,7 @@ class LearnerConfig:
     def __post_init__(self) -> None:
         for name, allowed in (("regime", REGIMES), ("signal", SIGNALS), ("mode", MODES), ("state", STATES),
                               ("update_scale", UPDATE_SCALES), ("step_feature", STEP_FEATURES),
-                              ("grad_norm", GRAD_NORMS)):
+                              ("grad_norm", GRAD_NORMS), ("decoder", DECODERS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"run.{name}: expected one of {list(allowed)}, got {getattr(self, name)!r}")
         for name, low in (("history", 0), ("latent_tokens", 1), ("latent_dim", 1), ("decoder_hidden", 1),
@@ -117,6 +119,9 @@ class LearnerConfig:
             raise ConfigError("run.nominal: the nominal gradient term needs signal 'grad' or 'both', got 'obs'")
         if not isinstance(self.nominal, bool):
             raise ConfigError(f"run.nominal: expected true or false, got {self.nominal!r}")
+        if self.decoder != "bilinear" and self.regime != "explicit":
+            raise ConfigError(f"run.decoder: only the explicit regime has a learned decoder; got {self.decoder!r} "
+                              f"for the {self.regime} regime")
         if self.regime != "implicit" and self.state != "logits":
             raise ConfigError(f"run.state: only the implicit regime has a state choice; got {self.state!r} "
                               f"for the {self.regime} regime")

@@ -2,7 +2,8 @@
 
 Everything of the parametric regime carries over (same step network, same signals, gradients now
 taken with respect to z *through the decoder*); only the predictor is learned too, jointly with the
-step network. ``latent_tokens`` tokens of ``latent_dim`` make up z.
+step network. ``latent_tokens`` tokens of ``latent_dim`` make up z; ``decoder`` picks the decoder
+(:class:`BilinearDecoder` by default, or :class:`FiLMDecoder`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from iai.core.learners.backbone import LearnerConfig, ModelConfig
 from iai.core.learners.parametric import ParametricLearner
 
 
-class Decoder(nn.Module):
+class FiLMDecoder(nn.Module):
     """f_gamma(x, z): an MLP whose first layer is FiLM-conditioned on z, then two GELU layers.
 
     h = W_x x + W_z z + (A_x x) * (A_z z): the multiplicative term lets the decoder express the
@@ -34,13 +35,36 @@ class Decoder(nn.Module):
         return self.net(ax + az + bx * bz)
 
 
+class BilinearDecoder(nn.Module):
+    """f_gamma(x, z) = phi(x)^T A(z) + b(z): learned features of x, read by a linear map that z sets.
+
+    phi(x) = [x, mlp(x)] keeps the raw input among the features, so a map linear in x needs no
+    learning of the features, and z acts as the weights of a linear model on them (a learned
+    basis, as in a last-layer adaptation). Output ``[T, M, O]``.
+    """
+
+    def __init__(self, in_dim: int, latent: int, hidden: int, out_dim: int):
+        super().__init__()
+        self.out_dim, self.n_feat = out_dim, in_dim + hidden
+        self.features = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.weights = nn.Linear(latent, (self.n_feat + 1) * out_dim)
+
+    def forward(self, x: Tensor, z: Tensor) -> Tensor:
+        phi = torch.cat([x, self.features(x)], -1)  # [T, M, F]
+        a = self.weights(z.flatten(1).to(x.dtype)).unflatten(-1, (self.n_feat + 1, self.out_dim))  # [T, F + 1, O]
+        return phi @ a[:, :-1] + a[:, -1:]
+
+
+DECODER_CLASSES = {"film": FiLMDecoder, "bilinear": BilinearDecoder}
+
+
 class ExplicitLearner(ParametricLearner):
     regime = "explicit"
 
     def __init__(self, name: str, family: TaskFamily, cfg: LearnerConfig, model: ModelConfig,
                  batch_size: int, context_size: int):
         super().__init__(name, family, cfg, model, batch_size, context_size)
-        self.decoder = Decoder(family.in_dim, cfg.latent_tokens * cfg.latent_dim, cfg.decoder_hidden,
+        self.decoder = DECODER_CLASSES[cfg.decoder](family.in_dim, cfg.latent_tokens * cfg.latent_dim, cfg.decoder_hidden,
                                family.out_dim)
 
     def state_shape(self) -> tuple[int, int]:
