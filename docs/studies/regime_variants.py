@@ -34,7 +34,7 @@ import time
 import torch
 
 from iai.core.learners import load_learner
-from iai.core.learners.exact import ConjugateLinearRegression
+from iai.core.learners.references import reference_learner
 from iai.core.rollout import rollout
 from iai.core.tasks import make_family
 from iai.params import load_params
@@ -51,13 +51,20 @@ VARIANTS = {
     "explicit_both_rms": {"regime": "explicit", "signal": "both", "grad_norm": "rms", "decoder": "film"},
     "explicit_obs_bilinear": {"regime": "explicit", "signal": "obs", "decoder": "bilinear"},
     "explicit_both_bilinear": {"regime": "explicit", "signal": "both", "grad_norm": "rms", "decoder": "bilinear"},
+    "implicit_probs": {"regime": "implicit", "state": "probs"},  # classification families only
 }
+# what each kind of family is scored by, and the reference the learners are divided by
+SCORES = {"regression": ("excess_risk", "bayes"), "classification": ("error_rate", "map")}
 SIZES = (128, 512, 1024)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params/default.yaml")
+    ap.add_argument("--family", default="linreg", help="a family of the params (default linreg); its first run "
+                    "gives the model and train settings")
+    ap.add_argument("--rule", action="store_true", help="also print the nominal_rule reference (the hand-written "
+                    "gradient term alone) divided by the same reference")
     ap.add_argument("--iterations", type=int, default=None, help="train.iterations (default: the recipe's)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v != "parametric_grad"],
@@ -67,15 +74,25 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     params = load_params(args.params)
-    spec = params.family("linreg")
+    spec = params.family(args.family)
     family = make_family(spec.kind, **spec.options)
-    base = params.run("linreg", "parametric_obs")
+    base = next(r for r in params.runs if r.family == args.family)
     train = {**base.train, **({"iterations": args.iterations} if args.iterations else {})}
-    tasks = family.sample(64, max(SIZES), 64, derive_seed(params.seed, "study", "regime-variants", "validation"))
-    bayes = {r["step"] * 16: r["values"] for r in rollout(ConjugateLinearRegression.bayes(family), family, tasks, 16,
-                                                          steps=[n // 16 for n in SIZES], seed=1)
-             if r["metric"] == "excess_risk"}
-    out = {"iterations": train["iterations"], "seeds": args.seeds, "sizes": list(SIZES), "variants": {}}
+    metric, ref_name = SCORES[family.task_type]
+    seed_name = "validation" if args.family == "linreg" else f"validation-{args.family}"  # linreg: the first files
+    tasks = family.sample(64, max(SIZES), 64, derive_seed(params.seed, "study", "regime-variants", seed_name))
+    steps = [n // 16 for n in SIZES]
+
+    def scores(learner) -> dict[int, float]:
+        return {r["step"] * 16: float(r["values"].mean()) for r in rollout(learner, family, tasks, 16, steps=steps, seed=1)
+                if r["metric"] == metric}
+
+    reference = scores(reference_learner(ref_name, family, args.family, params.references))
+    if args.rule:
+        rule = scores(reference_learner("nominal_rule", family, args.family, params.references))
+        print(f"{'nominal_rule':22s} " + "  ".join(f"n={n}: {rule[n] / reference[n]:7.3g}" for n in SIZES))
+    out = {"family": args.family, "metric": metric, "reference": ref_name, "iterations": train["iterations"],
+           "seeds": args.seeds, "sizes": list(SIZES), "variants": {}}
     if args.append:
         with open(args.out) as fh:
             old = json.load(fh)
@@ -84,20 +101,19 @@ def main() -> None:
         out = old
     with tempfile.TemporaryDirectory() as models:
         for name in args.variants:
-            run = dataclasses.replace(base, name=name, learner=VARIANTS[name], train=train)
+            run = dataclasses.replace(base, name=name, learner=VARIANTS[name], train=train, model=base.model)
             ratios, secs = {n: [] for n in SIZES}, []
             for s in range(args.seeds):
                 t0 = time.perf_counter()
                 train_run(run, family, models, seed=training_seed(params.seed, s), seed_index=s, progress=False)
                 secs.append(time.perf_counter() - t0)
-                learner = load_learner(f"{models}/linreg/{name}/seed{s}.pt", family)
-                for r in rollout(learner, family, tasks, 16, steps=[n // 16 for n in SIZES], seed=1):
-                    if r["metric"] == "excess_risk":
-                        n = r["step"] * 16
-                        ratios[n].append(float(r["values"].mean() / bayes[n].mean()))
+                learner = load_learner(f"{models}/{args.family}/{name}/seed{s}.pt", family)
+                for n, value in scores(learner).items():
+                    ratios[n].append(value / reference[n])
             row = {n: {"mean": statistics.fmean(v), "seed_sd": statistics.stdev(v) if len(v) > 1 else 0.0}
                    for n, v in ratios.items()}
-            out["variants"][name] = {"excess_over_bayes": row, "train_s": statistics.fmean(secs)}
+            out["variants"][name] = {"excess_over_bayes" if ref_name == "bayes" else f"{metric}_over_{ref_name}": row,
+                                     "train_s": statistics.fmean(secs)}
             print(f"{name:22s} " + "  ".join(f"n={n}: {row[n]['mean']:7.2f} (sd {row[n]['seed_sd']:.2f})" for n in SIZES)
                   + f"  train {statistics.fmean(secs):.1f} s", flush=True)
     with open(args.out, "w") as fh:
