@@ -167,7 +167,8 @@ def step_flops(learner, n_points: int, n_query: int) -> dict[str, int]:
     Counted from the architecture (2 FLOPs per multiply-add): with S tokens of which C are context,
     width W, feed-forward F and depth L, a block costs 4 S C W in attention and 4 S W^2 + 4 C W^2 +
     4 S W F in dense layers; the last block updates only the R tokens the heads read (the state
-    tokens, or the queries: ``SetTransformer(outputs=...)``), so there S becomes R. ``torch.utils.flop_counter`` counts no attention on CPU (the
+    tokens, or the queries: ``SetTransformer(outputs=...)``), so there S becomes R.
+    ``torch.utils.flop_counter`` counts no attention on CPU (the
     CPU flash kernel is not in its registry), so it is used only to check the dense part and, with
     the math attention backend, the whole (tests/test_bench.py).
     """
@@ -257,9 +258,9 @@ def _timed(learner, family, tasks, batch_size, dev, repeats, threads, step_fn=No
 
 
 def compiled_step(learner):
-    """``learner.step`` compiled for fixed shapes with frozen weights, fed contiguous tensors: one graph per learner (the
-    rollout's mini-batches are views of a gathered block, whose strides vary with n, and theta^(0) is
-    an expanded view; each would otherwise be a recompile)."""
+    """``learner.step`` compiled for fixed shapes with frozen weights, fed contiguous tensors: one
+    graph per learner (theta^(0) is an expanded view, and a pass's short last mini-batch a strided
+    one; each would otherwise be a recompile)."""
     # freezing: the weights become constants, so the CPU matmuls use prepacked weights (inference only)
     compiled = torch.compile(learner.step, dynamic=False, options={"freezing": True})
 
@@ -285,7 +286,7 @@ def bench_cost(params_file: str | None = None, family_name: str | None = None, s
     ``compile_iterative``: the iterative step runs ``torch.compile``d (fixed shapes, one graph per
     learner, compiled in the warm-up and timed apart as ``iterative_compile_s``); where compiling
     fails (no C++ compiler), eager, with the error in ``compile_error``. Measured on the 2-core CPU
-    (README): a compiled step takes 0.5-0.9 ms against 1.0-1.3 ms eager (a step is per-call
+    (README): a compiled step takes 0.47-0.72 ms against 0.72-1.09 ms eager (a step is per-call
     overhead, which fusing removes), while one shot at n = 16,384 took 8.06 s compiled against 8.11 s
     eager (attention-bound), so one shot stays eager: each side runs the faster way.
     """
