@@ -2,6 +2,7 @@
 and the cost benchmark reads the CUDA allocator. Skipped where no GPU is present (CI has none);
 run on a GPU machine with ``pytest tests/test_cuda.py``."""
 
+import csv
 import math
 
 import pytest
@@ -14,7 +15,7 @@ from iai.core.learners.exact import ConjugateLinearRegression, KNNLearner, MAPLe
 from iai.params import RunSpec
 from iai.core.rollout import rollout
 from iai.core.tasks import make_family
-from iai.stages.train import train_run
+from iai.stages.train import model_paths, train_run
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 CUDA = torch.device("cuda")
@@ -73,10 +74,10 @@ def test_training_on_cuda_with_bf16_autocast_lowers_the_loss_and_loads_on_cpu(tm
                   model=MODEL, train={**TRAIN, "iterations": 200, "log_every": 50})
     summary = train_run(run, family, tmp_path, seed=0, device="cuda", progress=False)
     assert summary["device"].startswith("cuda")
-    import csv
-    rows = list(csv.DictReader(open(tmp_path / "linreg" / "pb.csv")))
+    paths = model_paths(tmp_path, "linreg", "pb")
+    rows = list(csv.DictReader(open(paths["log"])))
     assert float(rows[-1]["loss"]) < 0.7 * float(rows[0]["loss"])
-    learner = load_learner(tmp_path / "linreg" / "pb" / "seed0.pt", family, "cpu")
+    learner = load_learner(paths["model"], family, "cpu")
     tasks = family.sample(8, 32, 8, 3)
     assert all(math.isfinite(v) for v in metrics(learner, family, tasks, "cpu").values())
 

@@ -260,12 +260,20 @@ def _timed(learner, family, tasks, batch_size, dev, repeats, threads, step_fn=No
 def compiled_step(learner):
     """``learner.step`` compiled for fixed shapes with frozen weights, fed contiguous tensors: one
     graph per learner (theta^(0) is an expanded view, and a pass's short last mini-batch a strided
-    one; each would otherwise be a recompile)."""
+    one; each would otherwise be a recompile). On CUDA the graph is also captured as a CUDA graph
+    and replayed (``triton.cudagraphs``, what ``mode="reduce-overhead"`` sets): a step of 32 tasks
+    is a few dozen small kernels, and their launches, not arithmetic, are its cost. A replay
+    overwrites the previous one's outputs, so the new state is copied out (a few KB per task)."""
+    cuda = any(p.is_cuda for p in learner.parameters())
     # freezing: the weights become constants, so the CPU matmuls use prepacked weights (inference only)
-    compiled = torch.compile(learner.step, dynamic=False, options={"freezing": True})
+    compiled = torch.compile(learner.step, dynamic=False, options={"freezing": True, "triton.cudagraphs": cuda})
 
     def step(state, x, y):
-        return compiled({k: v.contiguous() for k, v in state.items()}, x.contiguous(), y.contiguous())
+        args = ({k: v.contiguous() for k, v in state.items()}, x.contiguous(), y.contiguous())
+        if not cuda:
+            return compiled(*args)
+        torch.compiler.cudagraph_mark_step_begin()
+        return {k: v.clone() for k, v in compiled(*args).items()}
 
     return step
 
@@ -482,13 +490,16 @@ FAST = {"steps_at_once": True, "fused": True, "prune": True}
 
 
 def _train_throughput(learner, family, tc: TrainConfig, dev: torch.device, iterations: int, fused: bool) -> dict:
-    """Meta-training throughput of ``learner`` (trained in place) over ``iterations`` timed iterations
-    after 3 warm-up ones, with ``iai train``'s optimizer step (fused or per-parameter AdamW)."""
+    """Meta-training throughput of ``learner`` (trained in place) over ``iterations`` timed iterations,
+    with ``iai train``'s optimizer step (fused or per-parameter AdamW). The warm-up runs until every
+    rollout depth 1..K_train has been seen (at least 3 iterations): each depth is a new shape, whose
+    first call pays kernel selection and allocator growth (on a GPU, several times a step's cost),
+    which would otherwise fall on whichever path is timed first."""
     opt = torch.optim.AdamW(learner.parameters(), lr=tc.lr, fused=fused)
     work = {"tasks_steps": 0, "flops": 0.0}
     pool = TaskPool(tc.tasks_per_batch) if uses_pool(learner, tc) else None
 
-    def one(it: int, count: bool) -> None:
+    def one(it: int, count: bool) -> int:
         opt.zero_grad(set_to_none=True)
         it_seed = derive_seed(0, "bench-train", learner.name, it)
         if pool is not None:
@@ -504,14 +515,19 @@ def _train_throughput(learner, family, tc: TrainConfig, dev: torch.device, itera
             f = step_flops(learner, n_points, tc.n_valid)
             work["tasks_steps"] += tc.tasks_per_batch * steps
             work["flops"] += 3 * steps * tc.tasks_per_batch * (f["attention"] + f["dense"])
+        return k
 
-    for it in range(3):
-        one(it, False)
+    depths = set(range(1, tc.max_steps + 1)) if tc.random_steps and pool is None else set()
+    seen: set[int] = set()
+    for it in range(max(3, 20 * tc.max_steps)):
+        seen.add(one(it, False))
+        if it >= 2 and depths <= seen:
+            break
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     start = time.perf_counter()
     for it in range(iterations):
-        one(3 + it, True)
+        one(1_000_000 + it, True)  # the same timed iterations whatever the warm-up took
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     secs = time.perf_counter() - start
@@ -528,7 +544,7 @@ def bench_train(params_file: str | None = None, family_name: str | None = None, 
     dense bf16 peak (``GPU_PEAK_FLOPS``; None for an unknown GPU). Untrained learners, the run's own
     train settings (``train.iterations`` replaced by ``iterations``; ``train.sampler`` by ``sampler``
     when given: the pool advances tasks_per_batch task-steps an iteration, one-shot runs keep the
-    rollout path), after 3 warm-up iterations.
+    rollout path), after a warm-up that sees every rollout depth.
 
     ``compare`` also times the step-by-step path (``train.steps_at_once: false``, a per-parameter
     AdamW and a last block that computes every token: the path before all three) from the same
