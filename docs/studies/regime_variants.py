@@ -1,6 +1,6 @@
 """Issue 10 study: does a richer state keep an observation-only learner improving past its trained steps?
 
-    python docs/studies/regime_variants.py [--iterations 450] [--seeds 3] [--out docs/studies/regime_variants.json]
+    python docs/studies/regime_variants.py [--iterations 450] [--seeds 3] [--tasks-per-batch 16] [--device cpu] [--out FILE]
 
 Linear regression d = 8 of the default recipe. Each variant is trained with the default recipe's
 train settings (K_train = 8 steps of B = 16, `iai train`'s own loop: `train_run`), for `--seeds`
@@ -66,6 +66,8 @@ def main() -> None:
     ap.add_argument("--rule", action="store_true", help="also print the nominal_rule reference (the hand-written "
                     "gradient term alone) divided by the same reference")
     ap.add_argument("--iterations", type=int, default=None, help="train.iterations (default: the recipe's)")
+    ap.add_argument("--tasks-per-batch", type=int, default=None, help="train.tasks_per_batch (default: the recipe's)")
+    ap.add_argument("--device", default="cpu", help="where to train (cpu or cuda; the evaluation runs on the CPU)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v not in ("parametric_grad", "implicit_probs")],
                     choices=list(VARIANTS), help="default: the linreg variants of regime_variants.json (not "
@@ -78,7 +80,8 @@ def main() -> None:
     spec = params.family(args.family)
     family = make_family(spec.kind, **spec.options)
     base = next(r for r in params.runs if r.family == args.family)
-    train = {**base.train, **({"iterations": args.iterations} if args.iterations else {})}
+    train = {**base.train, **({"iterations": args.iterations} if args.iterations else {}),
+             **({"tasks_per_batch": args.tasks_per_batch} if args.tasks_per_batch else {})}
     metric, ref_name = SCORES[family.task_type]
     seed_name = "validation" if args.family == "linreg" else f"validation-{args.family}"  # linreg: the first files
     tasks = family.sample(64, max(SIZES), 64, derive_seed(params.seed, "study", "regime-variants", seed_name))
@@ -93,11 +96,12 @@ def main() -> None:
         rule = scores(reference_learner("nominal_rule", family, args.family, params.references))
         print(f"{'nominal_rule':22s} " + "  ".join(f"n={n}: {rule[n] / reference[n]:7.3g}" for n in SIZES))
     out = {"family": args.family, "metric": metric, "reference": ref_name, "iterations": train["iterations"],
-           "seeds": args.seeds, "sizes": list(SIZES), "variants": {}}
+           "tasks_per_batch": train["tasks_per_batch"], "device": args.device, "seeds": args.seeds, "sizes": list(SIZES), "variants": {}}
     if args.append:
         with open(args.out) as fh:
             old = json.load(fh)
-        if (old["iterations"], old["seeds"]) != (out["iterations"], out["seeds"]):
+        if (old["iterations"], old["seeds"], old.get("tasks_per_batch", train["tasks_per_batch"])) != (
+                out["iterations"], out["seeds"], out["tasks_per_batch"]):
             raise SystemExit(f"--append: {args.out} has {old['iterations']} iterations and {old['seeds']} seeds")
         out = old
     with tempfile.TemporaryDirectory() as models:
@@ -106,7 +110,8 @@ def main() -> None:
             ratios, secs = {n: [] for n in SIZES}, []
             for s in range(args.seeds):
                 t0 = time.perf_counter()
-                train_run(run, family, models, seed=training_seed(params.seed, s), seed_index=s, progress=False)
+                train_run(run, family, models, seed=training_seed(params.seed, s), seed_index=s, device=args.device,
+                          progress=False)
                 secs.append(time.perf_counter() - t0)
                 learner = load_learner(f"{models}/{args.family}/{name}/seed{s}.pt", family)
                 for n, value in scores(learner).items():
