@@ -93,6 +93,49 @@ def test_bench_cost_json_keys_shapes_and_the_one_shot_cap(tmp_path, monkeypatch)
     assert (tmp_path / "cost.png").stat().st_size > 1000
 
 
+def test_bench_train_warm_up_sees_every_rollout_depth_before_timing(monkeypatch):
+    # each depth is a new shape whose first call is slow: the warm-up must cover them all, or the
+    # path timed first pays for them (what biased the first GPU comparison)
+    from iai.core.training import TrainConfig
+
+    depths = []
+    real = bench.train_iteration
+
+    def recording(*args, **kwargs):
+        loss, k = real(*args, **kwargs)
+        depths.append(k)
+        return loss, k
+
+    monkeypatch.setattr(bench, "train_iteration", recording)
+    tc = TrainConfig.from_dict({**TRAIN, "max_steps": 4})
+    model = build_learner(RunSpec("f", "r", {"regime": "parametric", "signal": "obs"}, MODEL, {**TRAIN, "max_steps": 4}),
+                          FAM).train()
+    r = bench._train_throughput(model, FAM, tc, torch.device("cpu"), iterations=2, fused=False)
+    warm_up = depths[:-2]
+    assert len(warm_up) >= 3 and set(warm_up) == {1, 2, 3, 4}
+    assert r["task_steps_per_s"] > 0 and r["sampler"] == "rollout"
+
+
+def test_bench_train_compares_both_paths_from_the_same_weights(monkeypatch):
+    def named(name, **spec):
+        return build_learner(RunSpec("f", name, spec, MODEL, TRAIN), FAM).eval()
+
+    pairs = {"parametric": (named("it", regime="parametric", signal="obs"),
+                            named("once", regime="parametric", signal="obs", mode="one_shot"))}
+    initial = {k: v.clone() for k, v in pairs["parametric"][0].state_dict().items()}
+    monkeypatch.setattr(bench, "_cost_setup", lambda params_file, family_name: (FAM, pairs, 8, "test"))
+    result = bench.bench_train(iterations=2, compare=True, progress=lambda *_: None)
+    assert set(result["runs"]) == {"it", "once"}
+    for run in result["runs"].values():
+        assert run["speedup"] == pytest.approx(run["task_steps_per_s"] / run["step_by_step"]["task_steps_per_s"])
+        assert run["mfu"] is None  # no GPU peak on a CPU
+    assert result["speedup_geomean"] > 0
+    json.dumps(result)
+    # the learners are trained in place, not copies
+    trained = pairs["parametric"][0].state_dict()
+    assert any(not torch.equal(initial[k], trained[k]) for k in initial)
+
+
 def test_claim_on_a_synthetic_result():
     ns = [1024, 2048, 4096, 8192, 16384]
     reg = {"iterative_s": [n * 1e-4 for n in ns], "one_shot_s": [n * 1e-5 + n * n * 1e-8 for n in ns],
