@@ -2,7 +2,8 @@
 # What a machine with a CUDA GPU runs to prove the GPU path and measure it (CI has no GPU), sized to
 # fit one ~9-minute call (each part has its own timeout; the most wanted numbers come first):
 #   1. `iai bench cost` up to n = 65,536: iterative vs one shot per regime, wall time and the CUDA
-#      allocator's peak (the iterative step torch.compile'd with frozen weights, as on the CPU),
+#      allocator's peak (the iterative step torch.compile'd with frozen weights and, on CUDA,
+#      replayed as a CUDA graph; COST_TASKS=128 for the README's third table),
 #   2. `iai bench train --compare`: meta-training throughput per regime under bf16 autocast (as
 #      `iai train` runs on CUDA), side by side with the step-by-step path, and MFU,
 #   3. the same for params/paper.yaml's larger model and batches (what its 20,000 iterations cost),
