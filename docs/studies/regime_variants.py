@@ -1,6 +1,7 @@
 """Issue 10 study: does a richer state keep an observation-only learner improving past its trained steps?
 
-    python docs/studies/regime_variants.py [--iterations 450] [--seeds 3] [--tasks-per-batch 16] [--device cpu] [--out FILE]
+    python docs/studies/regime_variants.py [--iterations 450] [--seeds 3] [--tasks-per-batch 16] [--max-steps 8] [--device cpu]
+        [--out FILE]
 
 Linear regression d = 8 of the default recipe. Each variant is trained with the default recipe's
 train settings (K_train = 8 steps of B = 16, `iai train`'s own loop: `train_run`), for `--seeds`
@@ -67,6 +68,7 @@ def main() -> None:
                     "gradient term alone) divided by the same reference")
     ap.add_argument("--iterations", type=int, default=None, help="train.iterations (default: the recipe's)")
     ap.add_argument("--tasks-per-batch", type=int, default=None, help="train.tasks_per_batch (default: the recipe's)")
+    ap.add_argument("--max-steps", type=int, default=None, help="train.max_steps, K_train (default: the recipe's)")
     ap.add_argument("--device", default="cpu", help="where to train (cpu or cuda; the evaluation runs on the CPU)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v not in ("parametric_grad", "implicit_probs")],
@@ -81,7 +83,8 @@ def main() -> None:
     family = make_family(spec.kind, **spec.options)
     base = next(r for r in params.runs if r.family == args.family)
     train = {**base.train, **({"iterations": args.iterations} if args.iterations else {}),
-             **({"tasks_per_batch": args.tasks_per_batch} if args.tasks_per_batch else {})}
+             **({"tasks_per_batch": args.tasks_per_batch} if args.tasks_per_batch else {}),
+             **({"max_steps": args.max_steps} if args.max_steps else {})}
     metric, ref_name = SCORES[family.task_type]
     seed_name = "validation" if args.family == "linreg" else f"validation-{args.family}"  # linreg: the first files
     tasks = family.sample(64, max(SIZES), 64, derive_seed(params.seed, "study", "regime-variants", seed_name))
@@ -96,13 +99,15 @@ def main() -> None:
         rule = scores(reference_learner("nominal_rule", family, args.family, params.references))
         print(f"{'nominal_rule':22s} " + "  ".join(f"n={n}: {rule[n] / reference[n]:7.3g}" for n in SIZES))
     out = {"family": args.family, "metric": metric, "reference": ref_name, "iterations": train["iterations"],
-           "tasks_per_batch": train["tasks_per_batch"], "device": args.device, "seeds": args.seeds, "sizes": list(SIZES), "variants": {}}
+           "tasks_per_batch": train["tasks_per_batch"], "max_steps": train["max_steps"], "device": args.device,
+           "seeds": args.seeds, "sizes": list(SIZES), "variants": {}}
     if args.append:
         with open(args.out) as fh:
             old = json.load(fh)
-        if (old["iterations"], old["seeds"], old.get("tasks_per_batch", train["tasks_per_batch"])) != (
-                out["iterations"], out["seeds"], out["tasks_per_batch"]):
-            raise SystemExit(f"--append: {args.out} has {old['iterations']} iterations and {old['seeds']} seeds")
+        if (old["iterations"], old["seeds"], old.get("tasks_per_batch", train["tasks_per_batch"]),
+                old.get("max_steps", train["max_steps"])) != (out["iterations"], out["seeds"], out["tasks_per_batch"],
+                                                              out["max_steps"]):
+            raise SystemExit(f"--append: {args.out} was run with other iterations, seeds, tasks per batch or K_train")
         out = old
     with tempfile.TemporaryDirectory() as models:
         for name in args.variants:
