@@ -294,7 +294,7 @@ def bench_cost(params_file: str | None = None, family_name: str | None = None, s
     ``compile_iterative``: the iterative step runs ``torch.compile``d (fixed shapes, one graph per
     learner, compiled in the warm-up and timed apart as ``iterative_compile_s``); where compiling
     fails (no C++ compiler), eager, with the error in ``compile_error``. Measured on the 2-core CPU
-    (README): a compiled step takes 0.47-0.72 ms against 0.72-1.09 ms eager (a step is per-call
+    (README): a compiled step for 8 tasks takes 0.47-0.72 ms against 0.72-1.09 ms eager (a step is per-call
     overhead, which fusing removes), while one shot at n = 16,384 took 8.06 s compiled against 8.11 s
     eager (attention-bound), so one shot stays eager: each side runs the faster way.
     """
@@ -496,10 +496,9 @@ def _train_throughput(learner, family, tc: TrainConfig, dev: torch.device, itera
     first call pays kernel selection and allocator growth (on a GPU, several times a step's cost),
     which would otherwise fall on whichever path is timed first."""
     opt = torch.optim.AdamW(learner.parameters(), lr=tc.lr, fused=fused)
-    work = {"tasks_steps": 0, "flops": 0.0}
     pool = TaskPool(tc.tasks_per_batch) if uses_pool(learner, tc) else None
 
-    def one(it: int, count: bool) -> int:
+    def one(it: int) -> int:
         opt.zero_grad(set_to_none=True)
         it_seed = derive_seed(0, "bench-train", learner.name, it)
         if pool is not None:
@@ -509,30 +508,31 @@ def _train_throughput(learner, family, tc: TrainConfig, dev: torch.device, itera
             _, k = train_iteration(learner, family, tc, it_seed, dev)
         torch.nn.utils.clip_grad_norm_(learner.parameters(), tc.grad_clip, foreach=fused)
         opt.step()
-        if count:
-            steps = 1 if learner.mode == "one_shot" else k
-            n_points = k * tc.batch_size if learner.mode == "one_shot" else tc.batch_size
-            f = step_flops(learner, n_points, tc.n_valid)
-            work["tasks_steps"] += tc.tasks_per_batch * steps
-            work["flops"] += 3 * steps * tc.tasks_per_batch * (f["attention"] + f["dense"])
         return k
 
     depths = set(range(1, tc.max_steps + 1)) if tc.random_steps and pool is None else set()
     seen: set[int] = set()
     for it in range(max(3, 20 * tc.max_steps)):
-        seen.add(one(it, False))
+        seen.add(one(it))
         if it >= 2 and depths <= seen:
             break
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     start = time.perf_counter()
-    for it in range(iterations):
-        one(1_000_000 + it, True)  # the same timed iterations whatever the warm-up took
+    ks = [one(1_000_000 + it) for it in range(iterations)]  # the same timed iterations whatever the warm-up took
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     secs = time.perf_counter() - start
+    # the work done, counted after the clock stops: an iteration of k steps trains tasks_per_batch
+    # tasks for k steps (a one-shot learner: one step over k * B points)
+    tasks_steps = flops = 0
+    for k in ks:
+        steps = 1 if learner.mode == "one_shot" else k
+        f = step_flops(learner, k * tc.batch_size if learner.mode == "one_shot" else tc.batch_size, tc.n_valid)
+        tasks_steps += tc.tasks_per_batch * steps
+        flops += 3 * steps * tc.tasks_per_batch * (f["attention"] + f["dense"])
     return {"sampler": "pool" if pool is not None else "rollout", "iterations_per_s": iterations / secs,
-            "task_steps_per_s": work["tasks_steps"] / secs, "flops_per_s": work["flops"] / secs}
+            "task_steps_per_s": tasks_steps / secs, "flops_per_s": flops / secs}
 
 
 def bench_train(params_file: str | None = None, family_name: str | None = None, iterations: int = 20,
