@@ -27,6 +27,8 @@ VARIANTS = {
                                          "nominal": True}),
     "parametric_logreg": (LOGREG, {"regime": "parametric", "signal": "both", "step_feature": "log_n"}),
     "parametric_mlp": (MLPREG, {"regime": "parametric", "signal": "both"}),
+    "parametric_coord_logreg_h1_mem2": (LOGREG, {"regime": "parametric", "signal": "both", "tokens": "coordinate",
+                                            "history": 1, "memory": 2}),
     "explicit_both": (LINREG, {"regime": "explicit", "signal": "both", "latent_tokens": 2, "latent_dim": 3, "decoder": "film",
                                "grad_norm": "rms"}),
     "explicit_bilinear_logreg": (LOGREG, {"regime": "explicit", "signal": "both", "decoder": "bilinear",
@@ -220,6 +222,8 @@ def test_a_file_that_is_not_a_checkpoint_fails_clearly(tmp_path):
     ({"regime": "explicit", "latent_dim": 0}, LINREG, r"run.latent_dim: expected an integer >= 1"),
     ({"regime": "explicit", "decoder": "mlp"}, LINREG, r"run.decoder: expected one of \['film', 'bilinear'\]"),
     ({"regime": "parametric", "decoder": "film"}, LINREG, r"only the explicit regime has a learned decoder"),
+    ({"regime": "implicit", "tokens": "coordinate"}, LINREG, r"run.tokens: only the parametric regime"),
+    ({"regime": "parametric", "tokens": "scalar"}, LINREG, r"run.tokens: expected one of \['unit', 'coordinate'\]"),
 ])
 def test_bad_configs_fail_with_one_clear_message(spec, family, message):
     with pytest.raises(ConfigError, match=message):
@@ -278,3 +282,24 @@ def test_a_one_shot_learner_is_told_the_dataset_size():
     assert torch.allclose(f128[:, 0], f1024[:, 0])  # the gain is 1 for any n at once
     assert torch.allclose(f1024[:, 1], torch.full((2,), np.log1p(1024) / 8)) and (f1024[:, 1] > f128[:, 1]).all()
     assert step_features(torch.tensor([16.0]), 16, it).shape == (1, n_step_features(it)) == (1, 1)
+
+
+@pytest.mark.parametrize("family", [LINREG, LOGREG], ids=["linreg", "logreg"])
+def test_coordinate_tokens_are_the_unit_layout_reshaped(family):
+    """``tokens: coordinate`` holds theta as one scalar per token: the same predictor and the same
+    gradient feature (closed form, checked against autograd's) as the unit layout, reshaped."""
+    spec = {"regime": "parametric", "signal": "grad"}
+    unit = build_learner(RunSpec("fam", "unit", spec, MODEL, TRAIN), family, seed=1)
+    coord = build_learner(RunSpec("fam", "coord", {**spec, "tokens": "coordinate"}, MODEL, TRAIN), family, seed=1)
+    p = family.predictor
+    assert (coord.n_units, coord.unit_dim) == (p.n_tokens * p.token_dim, 1)
+    x, y, xq = data(family)
+    theta = torch.randn(x.shape[0], p.n_tokens, p.token_dim, generator=torch.Generator().manual_seed(3))
+    flat = theta.reshape(x.shape[0], -1, 1)
+    assert torch.equal(coord.f(xq, flat), unit.f(xq, theta))
+    closed = coord.gradient(flat, x, y)
+    assert closed.shape == flat.shape
+    torch.testing.assert_close(closed, unit.gradient(theta, x, y).reshape(flat.shape))
+    th = flat.clone().requires_grad_(True)
+    (auto,) = torch.autograd.grad(family.loss(coord.f(x, th), y).sum(), th)
+    torch.testing.assert_close(closed, auto)

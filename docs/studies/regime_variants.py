@@ -12,6 +12,8 @@ with the seed spread, and training seconds. The variants (config keys of `runs:`
 
 - parametric_grad: the learned optimizer (gradient signal, no hand-written term);
 - parametric_obs: the default obs-only parametric learner;
+- parametric_{grad,both,obs}_coord: the same learners with one token per scalar parameter of theta
+  (`tokens: coordinate`, the layout of coordinate-wise learned optimizers) instead of one per unit;
 - parametric_obs_mem4: the same with 4 memory tokens (state the step network writes and reads,
   never read by the predictor): room for running statistics of the data seen;
 - implicit: the running prediction at each query (`state: logits`);
@@ -45,6 +47,9 @@ from iai.utils import derive_seed
 VARIANTS = {
     "parametric_grad": {"regime": "parametric", "signal": "grad"},
     "parametric_obs": {"regime": "parametric", "signal": "obs"},
+    "parametric_grad_coord": {"regime": "parametric", "signal": "grad", "tokens": "coordinate"},
+    "parametric_both_coord": {"regime": "parametric", "signal": "both", "tokens": "coordinate"},
+    "parametric_obs_coord": {"regime": "parametric", "signal": "obs", "tokens": "coordinate"},
     "parametric_obs_mem4": {"regime": "parametric", "signal": "obs", "memory": 4},
     "implicit": {"regime": "implicit", "state": "logits"},
     "implicit_hidden": {"regime": "implicit", "state": "hidden"},
@@ -71,7 +76,8 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=None, help="train.max_steps, K_train (default: the recipe's)")
     ap.add_argument("--device", default="cpu", help="where to train (cpu or cuda; the evaluation runs on the CPU)")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v not in ("parametric_grad", "implicit_probs")],
+    ap.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v not in ("parametric_grad", "implicit_probs")
+                                                     and not v.endswith("_coord")],
                     choices=list(VARIANTS), help="default: the linreg variants of regime_variants.json (not "
                     "parametric_grad, added with --append; not implicit_probs, for classification only)")
     ap.add_argument("--out", default="docs/studies/regime_variants.json")

@@ -34,6 +34,7 @@ UPDATE_SCALES = ("constant", "inverse_step")
 STEP_FEATURES = ("none", "gain", "log_n")
 GRAD_NORMS = ("rms", "none")
 DECODERS = ("film", "bilinear")
+TOKENS = ("unit", "coordinate")
 
 
 def _config_from(cls, section: str, values: dict[str, Any]):
@@ -80,6 +81,10 @@ class LearnerConfig:
     ``gain`` feeds that same b / (n + b) (bounded, so it extrapolates to more steps), ``log_n``
     feeds log(1 + n) / 8 (unbounded: for the study). ``memory`` adds learned state tokens that the
     step network may use as it likes (carried and updated like the state, never read by f).
+    ``tokens`` (parametric regime) lays theta out as the predictor's units (``unit``: one token per
+    output unit or hidden unit) or as one token per scalar parameter (``coordinate``: the layout of
+    coordinate-wise learned optimizers, where one small function, told apart per coordinate by its
+    unit embedding, is applied to every parameter and attention mixes them).
     ``nominal`` makes the update gain * (-exp(beta) * grad) + gain^2 * delta, with a learned beta:
     a consistent plain gradient step (SGD with step 1/n, a learned optimizer's "nominal term")
     leads, and the learned correction fades as data accumulate. For linear regression this is the
@@ -100,11 +105,12 @@ class LearnerConfig:
     grad_norm: str = "none"
     nominal: bool = False
     memory: int = 0
+    tokens: str = "unit"
 
     def __post_init__(self) -> None:
         for name, allowed in (("regime", REGIMES), ("signal", SIGNALS), ("mode", MODES), ("state", STATES),
                               ("update_scale", UPDATE_SCALES), ("step_feature", STEP_FEATURES),
-                              ("grad_norm", GRAD_NORMS), ("decoder", DECODERS)):
+                              ("grad_norm", GRAD_NORMS), ("decoder", DECODERS), ("tokens", TOKENS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"run.{name}: expected one of {list(allowed)}, got {getattr(self, name)!r}")
         for name, low in (("history", 0), ("latent_tokens", 1), ("latent_dim", 1), ("decoder_hidden", 1),
@@ -122,6 +128,9 @@ class LearnerConfig:
         if self.decoder != "bilinear" and self.regime != "explicit":
             raise ConfigError(f"run.decoder: only the explicit regime has a learned decoder; got {self.decoder!r} "
                               f"for the {self.regime} regime")
+        if self.tokens != "unit" and self.regime != "parametric":
+            raise ConfigError(f"run.tokens: only the parametric regime tokenizes a predictor's parameters; got "
+                              f"{self.tokens!r} for the {self.regime} regime")
         if self.regime != "implicit" and self.state != "logits":
             raise ConfigError(f"run.state: only the implicit regime has a state choice; got {self.state!r} "
                               f"for the {self.regime} regime")

@@ -49,8 +49,11 @@ class ParametricLearner(nn.Module):
         self.theta0 = nn.Parameter(self.initial_state())  # [K, E]
         self.unit = nn.Parameter(0.02 * torch.randn(k, w))  # which unit a token belongs to
         n_step = n_step_features(cfg)
-        dims = {"state": e + n_step}
-        if self.uses_grad:
+        # coordinate tokens carry their own gradient (as a coordinate-wise learned optimizer's input
+        # does): a separate gradient token would have to be found among K by its unit embedding alone
+        self.grad_in_state = cfg.tokens == "coordinate" and self.uses_grad
+        dims = {"state": e + n_step + (e + 1 if self.grad_in_state else 0)}
+        if self.uses_grad and not self.grad_in_state:
             dims["grad"] = e + 1
         if self.uses_obs:
             dims["obs"] = family.in_dim + family.out_dim
@@ -70,7 +73,16 @@ class ParametricLearner(nn.Module):
     # ------------------------------------------------------------------ what the subclasses change
     def state_shape(self) -> tuple[int, int]:
         p = self.family.predictor
+        if self.cfg.tokens == "coordinate":
+            return p.n_tokens * p.token_dim, 1
         return p.n_tokens, p.token_dim
+
+    def as_predictor_layout(self, theta: Tensor) -> Tensor:
+        """theta ``[T, K, E]`` in the predictor's own layout (``[T, n_tokens, token_dim]``)."""
+        if self.cfg.tokens == "coordinate":
+            p = self.family.predictor
+            return theta.reshape(*theta.shape[:-2], p.n_tokens, p.token_dim)
+        return theta
 
     def initial_state(self) -> Tensor:
         """theta^(0) before training: the prior mean (zero) for linear maps; a small fixed draw for an
@@ -82,7 +94,7 @@ class ParametricLearner(nn.Module):
 
     def f(self, x: Tensor, theta: Tensor) -> Tensor:
         """The predictor: x ``[T, M, D]``, theta ``[T, K, E]`` -> ``[T, M, O]``."""
-        return self.family.predictor(x, theta)
+        return self.family.predictor(x, self.as_predictor_layout(theta))
 
     # ------------------------------------------------------------------ the protocol
     @property
@@ -127,7 +139,7 @@ class ParametricLearner(nn.Module):
         if not (regression or fam.loss is ClassificationFamily.loss):
             return None
         with torch.autocast(theta.device.type, enabled=False):
-            x, y, th = x.float(), y.float(), theta.detach().float()
+            x, y, th = x.float(), y.float(), self.as_predictor_layout(theta.detach().float())
             pred = p(x, th)  # [T, b, O]
             scale = 1.0 / x.shape[1]  # the mean over points
             if regression:  # d/dpred of mean_m sum_o (pred - y)^2
@@ -137,18 +149,20 @@ class ParametricLearner(nn.Module):
             gw = (x.mT @ g).mT  # [T, O, D]: the einsum's backward
             if p.bias:
                 gw = torch.cat([gw, g.sum(1).unsqueeze(-1)], -1)
-            return gw
+            return gw.reshape(theta.shape)
 
     def step(self, state: State, x: Tensor, y: Tensor) -> State:
         # x [T, b, D], y [T, b, O]; any b >= 1
         theta, n, b = state["theta"], state["n"], x.shape[1]
         k = self.n_units
         sf = step_features(n, b, self.cfg).to(theta.dtype)  # [T, F]
-        inputs = [("state", torch.cat([theta, sf.unsqueeze(1).expand(-1, k, -1)], -1), self.unit)]
         g = raw = None
         if self.uses_grad:
             raw = self.gradient(theta, x, y)  # [T, K, E]
             g = normalize_grad(raw, self.cfg.grad_norm).to(theta.dtype)  # [T, K, E+1]
+        own = [theta, sf.unsqueeze(1).expand(-1, k, -1)] + ([g] if self.grad_in_state else [])
+        inputs = [("state", torch.cat(own, -1), self.unit)]
+        if g is not None and not self.grad_in_state:
             inputs.append(("grad", g, self.unit))
         if self.cfg.memory:
             mem = state["memory"]
@@ -161,16 +175,16 @@ class ParametricLearner(nn.Module):
         if self.uses_obs:
             inputs.append(("obs", torch.cat([x, y], -1), None))
         # the heads read the state tokens (group 0) and the memory tokens, which come right after
-        # the gradient tokens: the last block skips the rest
-        read = (3 if self.uses_grad else 2) if self.cfg.memory else 1
-        out = self.backbone(inputs, n_context_groups=len(inputs), outputs=(0, read))
+        # the gradient tokens (if any): the last block skips the rest
+        at_memory = 2 if any(group == "grad" for group, _, _ in inputs) else 1
+        out = self.backbone(inputs, n_context_groups=len(inputs), outputs=(0, at_memory + 1 if self.cfg.memory else 1))
         gain = update_gain(n, b, self.cfg.update_scale).view(-1, 1, 1).to(theta.dtype)
         delta = self.head(out[0]).to(theta.dtype)
         if self.cfg.nominal:  # gain * (-lr * grad) + gain^2 * learned: the learned part fades as data accumulate
             delta = gain * delta - self.log_lr.exp() * raw.to(theta.dtype)
         new = {"theta": theta + gain * delta, "n": n + b}
         if self.cfg.memory:
-            new["memory"] = state["memory"] + gain * self.memory_head(out[2 if self.uses_grad else 1]).to(theta.dtype)
+            new["memory"] = state["memory"] + gain * self.memory_head(out[at_memory]).to(theta.dtype)
         if self.history:
             now = [theta] + ([g] if g is not None else []) + [theta.new_ones(*theta.shape[:-1], 1)]
             new["hist"] = torch.cat([torch.cat(now, -1).unsqueeze(1), state["hist"][:, :-1]], 1)
@@ -181,4 +195,4 @@ class ParametricLearner(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"name={self.name!r}, regime={self.regime}, signal={self.signal}, mode={self.mode}, "
-                f"state={self.n_units}x{self.unit_dim}, history={self.history}, memory={self.cfg.memory}")
+                f"state={self.n_units}x{self.unit_dim} ({self.cfg.tokens} tokens), history={self.history}, memory={self.cfg.memory}")
