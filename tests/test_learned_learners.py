@@ -33,6 +33,8 @@ VARIANTS = {
                                "grad_norm": "rms"}),
     "explicit_bilinear_logreg": (LOGREG, {"regime": "explicit", "signal": "both", "decoder": "bilinear",
                                           "latent_dim": 6}),
+    "explicit_coord_both": (LINREG, {"regime": "explicit", "signal": "both", "latent_tokens": 2, "latent_dim": 3,
+                                     "tokens": "coordinate", "grad_norm": "rms"}),
     "implicit_logits": (LINREG, {"regime": "implicit"}),
     "implicit_hidden_h2": (LOGREG, {"regime": "implicit", "state": "hidden", "history": 2}),
     "implicit_probs": (LOGREG, {"regime": "implicit", "state": "probs", "update_scale": "constant"}),
@@ -222,7 +224,7 @@ def test_a_file_that_is_not_a_checkpoint_fails_clearly(tmp_path):
     ({"regime": "explicit", "latent_dim": 0}, LINREG, r"run.latent_dim: expected an integer >= 1"),
     ({"regime": "explicit", "decoder": "mlp"}, LINREG, r"run.decoder: expected one of \['film', 'bilinear'\]"),
     ({"regime": "parametric", "decoder": "film"}, LINREG, r"only the explicit regime has a learned decoder"),
-    ({"regime": "implicit", "tokens": "coordinate"}, LINREG, r"run.tokens: only the parametric regime"),
+    ({"regime": "implicit", "tokens": "coordinate"}, LINREG, r"run.tokens: only the parametric and explicit"),
     ({"regime": "parametric", "tokens": "scalar"}, LINREG, r"run.tokens: expected one of \['unit', 'coordinate'\]"),
 ])
 def test_bad_configs_fail_with_one_clear_message(spec, family, message):

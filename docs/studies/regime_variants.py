@@ -22,7 +22,9 @@ with the seed spread, and training seconds. The variants (config keys of `runs:`
 - explicit_both_rms: the same refined from observations and the normalized gradient with respect
   to z through the decoder (direction and log magnitude, as learned optimizers feed it);
 - explicit_*_bilinear: the same with the bilinear decoder, phi(x)^T A(z) with phi(x) = [x, mlp(x)]
-  (`decoder: bilinear`) in place of the FiLM MLP.
+  (`decoder: bilinear`) in place of the FiLM MLP;
+- explicit_{both,grad}_coord: the bilinear explicit learner with one token per number of z, each
+  carrying its own gradient (`tokens: coordinate`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ VARIANTS = {
     "parametric_grad_coord": {"regime": "parametric", "signal": "grad", "tokens": "coordinate"},
     "parametric_both_coord": {"regime": "parametric", "signal": "both", "tokens": "coordinate"},
     "parametric_obs_coord": {"regime": "parametric", "signal": "obs", "tokens": "coordinate"},
+    "parametric_both": {"regime": "parametric", "signal": "both"},
     "parametric_obs_mem4": {"regime": "parametric", "signal": "obs", "memory": 4},
     "implicit": {"regime": "implicit", "state": "logits"},
     "implicit_hidden": {"regime": "implicit", "state": "hidden"},
@@ -57,6 +60,10 @@ VARIANTS = {
     "explicit_both_rms": {"regime": "explicit", "signal": "both", "grad_norm": "rms", "decoder": "film"},
     "explicit_obs_bilinear": {"regime": "explicit", "signal": "obs", "decoder": "bilinear"},
     "explicit_both_bilinear": {"regime": "explicit", "signal": "both", "grad_norm": "rms", "decoder": "bilinear"},
+    "explicit_both_coord": {"regime": "explicit", "signal": "both", "grad_norm": "rms", "decoder": "bilinear",
+                            "tokens": "coordinate"},
+    "explicit_grad_coord": {"regime": "explicit", "signal": "grad", "grad_norm": "rms", "decoder": "bilinear",
+                            "tokens": "coordinate"},
     "implicit_probs": {"regime": "implicit", "state": "probs"},  # classification families only
 }
 # what each kind of family is scored by, and the reference the learners are divided by

@@ -81,10 +81,11 @@ class LearnerConfig:
     ``gain`` feeds that same b / (n + b) (bounded, so it extrapolates to more steps), ``log_n``
     feeds log(1 + n) / 8 (unbounded: for the study). ``memory`` adds learned state tokens that the
     step network may use as it likes (carried and updated like the state, never read by f).
-    ``tokens`` (parametric regime) lays theta out as the predictor's units (``unit``: one token per
-    output unit or hidden unit) or as one token per scalar parameter (``coordinate``: the layout of
-    coordinate-wise learned optimizers, where one small function, told apart per coordinate by its
-    unit embedding, is applied to every parameter and attention mixes them).
+    ``tokens`` lays theta (or the explicit regime's z) out as units (``unit``: one token per output
+    or hidden unit of the predictor, one per latent token of z) or as one token per scalar
+    (``coordinate``: the layout of coordinate-wise learned optimizers, where one small function,
+    told apart per coordinate by its unit embedding, is applied to every parameter and attention
+    mixes them).
     ``nominal`` makes the update gain * (-exp(beta) * grad) + gain^2 * delta, with a learned beta:
     a consistent plain gradient step (SGD with step 1/n, a learned optimizer's "nominal term")
     leads, and the learned correction fades as data accumulate. For linear regression this is the
@@ -128,9 +129,9 @@ class LearnerConfig:
         if self.decoder != "bilinear" and self.regime != "explicit":
             raise ConfigError(f"run.decoder: only the explicit regime has a learned decoder; got {self.decoder!r} "
                               f"for the {self.regime} regime")
-        if self.tokens != "unit" and self.regime != "parametric":
-            raise ConfigError(f"run.tokens: only the parametric regime tokenizes a predictor's parameters; got "
-                              f"{self.tokens!r} for the {self.regime} regime")
+        if self.tokens != "unit" and self.regime == "implicit":
+            raise ConfigError(f"run.tokens: only the parametric and explicit regimes have parameters to tokenize; "
+                              f"got {self.tokens!r} for the implicit regime")
         if self.regime != "implicit" and self.state != "logits":
             raise ConfigError(f"run.state: only the implicit regime has a state choice; got {self.state!r} "
                               f"for the {self.regime} regime")

@@ -68,6 +68,8 @@ class ExplicitLearner(ParametricLearner):
                                family.out_dim)
 
     def state_shape(self) -> tuple[int, int]:
+        if self.cfg.tokens == "coordinate":  # the decoder reads z flattened: any layout of its numbers will do
+            return self.cfg.latent_tokens * self.cfg.latent_dim, 1
         return self.cfg.latent_tokens, self.cfg.latent_dim
 
     def initial_state(self) -> Tensor:

@@ -6,7 +6,9 @@ The state theta is tokenized by the predictor's structure (``predictor.n_tokens`
 ``predictor.token_dim``: one token for linear regression's weight vector, one per class for a
 softmax-linear map, one per hidden unit for an MLP). Each state token gets a learned *unit*
 embedding, shared by that unit's gradient and history tokens, so a step can tell units apart
-(class k's token must meet the k-th column of the one-hot labels).
+(class k's token must meet the k-th column of the one-hot labels). With ``tokens: coordinate``
+(:class:`~iai.core.learners.backbone.LearnerConfig`) each scalar parameter is a token that carries
+its own gradient and history features instead.
 
 The step network reads, as one set of tokens:
 
@@ -49,11 +51,14 @@ class ParametricLearner(nn.Module):
         self.theta0 = nn.Parameter(self.initial_state())  # [K, E]
         self.unit = nn.Parameter(0.02 * torch.randn(k, w))  # which unit a token belongs to
         n_step = n_step_features(cfg)
-        # coordinate tokens carry their own gradient (as a coordinate-wise learned optimizer's input
-        # does): a separate gradient token would have to be found among K by its unit embedding alone
-        self.grad_in_state = cfg.tokens == "coordinate" and self.uses_grad
-        dims = {"state": e + n_step + (e + 1 if self.grad_in_state else 0)}
-        if self.uses_grad and not self.grad_in_state:
+        # coordinate tokens carry their own gradient and history (as a coordinate-wise learned
+        # optimizer's input does): a separate gradient or history token would have to be found among
+        # K (h * K) others by its unit embedding alone, and would multiply the tokens
+        self.own_features = cfg.tokens == "coordinate"
+        hist_dim = e + (e + 1 if self.uses_grad else 0) + 1  # a past state, its gradient, a present flag
+        dims = {"state": e + n_step + ((e + 1 if self.uses_grad else 0) + cfg.history * hist_dim
+                                       if self.own_features else 0)}
+        if self.uses_grad and not self.own_features:
             dims["grad"] = e + 1
         if self.uses_obs:
             dims["obs"] = family.in_dim + family.out_dim
@@ -62,9 +67,9 @@ class ParametricLearner(nn.Module):
             self.memory_unit = nn.Parameter(0.02 * torch.randn(cfg.memory, w))
             self.memory_head = zero_linear(w, e)
             dims["memory"] = e + n_step
-        if cfg.history:
+        if cfg.history and not self.own_features:
             self.lag = nn.Parameter(0.02 * torch.randn(cfg.history, w))
-            dims["history"] = e + (e + 1 if self.uses_grad else 0) + 1  # state, gradient, present flag
+            dims["history"] = hist_dim
         self.backbone = SetTransformer(model, dims)
         self.head = zero_linear(w, e)
         if cfg.nominal:  # log step size of the plain gradient term (0.5: Newton's step on a unit-variance mean squared loss)
@@ -160,15 +165,17 @@ class ParametricLearner(nn.Module):
         if self.uses_grad:
             raw = self.gradient(theta, x, y)  # [T, K, E]
             g = normalize_grad(raw, self.cfg.grad_norm).to(theta.dtype)  # [T, K, E+1]
-        own = [theta, sf.unsqueeze(1).expand(-1, k, -1)] + ([g] if self.grad_in_state else [])
+        own = [theta, sf.unsqueeze(1).expand(-1, k, -1)]
+        if self.own_features:  # [T, K, E+1] and [T, h, K, F_h] -> [T, K, h*F_h]
+            own += ([g] if g is not None else []) + ([state["hist"].transpose(1, 2).flatten(2)] if self.history else [])
         inputs = [("state", torch.cat(own, -1), self.unit)]
-        if g is not None and not self.grad_in_state:
+        if g is not None and not self.own_features:
             inputs.append(("grad", g, self.unit))
         if self.cfg.memory:
             mem = state["memory"]
             inputs.append(("memory", torch.cat([mem, sf.unsqueeze(1).expand(-1, mem.shape[1], -1)], -1),
                            self.memory_unit))
-        if self.history:
+        if self.history and not self.own_features:
             hist = state["hist"]  # [T, h, K, F_h]
             unit = (self.unit.unsqueeze(0) + self.lag.unsqueeze(1)).flatten(0, 1)  # [h*K, W]
             inputs.append(("history", hist.flatten(1, 2), unit))
