@@ -80,3 +80,27 @@ def test_missing_params_file_and_unknown_family(tmp_path, small_params):
     path, _ = small_params
     res = iai("generate", "--params", str(path), "--family", "linreg", "--family", "nope", cwd=tmp_path)
     assert res.returncode == 2 and "no family 'nope'" in res.stderr and not (tmp_path / "data").exists()
+
+
+def test_evaluating_the_references_together_gives_each_ones_rows(tmp_path, small_params):
+    """`--learner references` (the workflow's one job per family) evaluates every reference of the params
+    that applies to the family, with the same per-task numbers as evaluating each alone."""
+    import pandas as pd
+
+    from iai.stages.evaluate import family_references
+
+    path, _ = small_params
+    assert iai("generate", "--params", str(path), "--family", "linreg", "--out", "banks", cwd=tmp_path).returncode == 0
+    res = iai("evaluate", "--params", str(path), "--family", "linreg", "--learner", "references", "--banks", "banks",
+              "--out", "refs.parquet", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    together = pd.read_parquet(tmp_path / "refs.parquet")
+    names = family_references(load_params(path), "linreg")
+    assert {"bayes", "sgd", "map"} <= set(names) and "random_order" not in names  # causal order: not linreg's
+    assert sorted(together.learner.unique()) == sorted(names)
+    assert json.loads((tmp_path / "refs.json").read_text())["learner"] == "references"
+    for name in ("bayes", "sgd"):
+        assert iai("evaluate", "--params", str(path), "--family", "linreg", "--learner", name, "--banks", "banks",
+                   "--out", f"{name}.parquet", cwd=tmp_path).returncode == 0
+        alone = pd.read_parquet(tmp_path / f"{name}.parquet")
+        pd.testing.assert_frame_equal(together[together.learner == name].reset_index(drop=True), alone)

@@ -4,16 +4,15 @@ import json
 from pathlib import Path
 
 from iai.analysis.captions import FIGURES
-from iai.core.learners.references import REFERENCE_NAMES
 from iai.params import load_params
 from iai.stages.bench import cost_pairs
-from iai.stages.evaluate import evaluation_jobs
+from iai.stages.evaluate import ALL_REFERENCES, evaluation_jobs
 from iai.utils import ConfigError
 
 PARAMS_FILE = config["params"]
 try:
     PARAMS = load_params(PARAMS_FILE)  # validated here: one message naming the key, before any job
-    EVALUATIONS = evaluation_jobs(PARAMS)  # evaluated: applicable references, then runs (builds every family)
+    EVALUATIONS = evaluation_jobs(PARAMS)  # evaluated: each family's references (one job), then its runs
 except ConfigError as err:
     raise WorkflowError(f"invalid params: {err}")
 RAW = PARAMS.raw
@@ -35,9 +34,10 @@ for family in set(RAW["evaluate"].get("cost_families", [])) - set(FAMILIES):
     raise WorkflowError(f"invalid params: {PARAMS_FILE}: evaluate.cost_families: {family!r} is not a family; "
                         f"expected one of {FAMILIES}")
 for family, learner in RUNS:
-    if learner == "cost":
-        raise WorkflowError(f"invalid params: {PARAMS_FILE}: runs: a run may not be called 'cost' "
-                            f"(data/results/eval/{family}/cost.csv holds the family's cost measurements)")
+    if learner in ("cost", ALL_REFERENCES):
+        raise WorkflowError(f"invalid params: {PARAMS_FILE}: runs: a run may not be called {learner!r} "
+                            f"(data/results/eval/{family}/{learner}.* holds the family's "
+                            f"{'cost measurements' if learner == 'cost' else 'reference evaluations'})")
 
 
 wildcard_constraints:
@@ -87,7 +87,7 @@ def run_settings(family, learner):
 def evaluation_settings(family, learner):
     common = dict(seed=RAW["seed"], device=RAW.get("device"), family=RAW["families"][family],
                   evaluate={k: v for k, v in RAW["evaluate"].items() if not k.startswith("cost_")})
-    if learner in REFERENCE_NAMES:
+    if learner == ALL_REFERENCES:
         return settings(**common, batch_size=RAW["train"]["batch_size"], references=RAW["references"])
     return settings(**common, seeds=SEEDS[(family, learner)])
 
@@ -103,9 +103,9 @@ def run_files(family, learner, ext):
 
 
 def evaluation_inputs(wildcards):
-    """The family's bank, and for a learned learner the checkpoint of every training seed."""
+    """The family's bank, and for a learned run the checkpoint of every training seed."""
     inputs = {"bank": f"data/banks/{wildcards.family}.pt"}
-    if wildcards.learner not in REFERENCE_NAMES:
+    if wildcards.learner != ALL_REFERENCES:
         inputs["models"] = run_files(wildcards.family, wildcards.learner, "pt")
     return inputs
 

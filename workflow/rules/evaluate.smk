@@ -2,8 +2,8 @@
 
 
 rule evaluate:
-    """One learner (a reference, or every training seed of a run) on every split of a family's bank, at
-    every n: per-task rows."""
+    """One run (every training seed of it), or every reference of a family (learner `references`, one
+    process), on every split of the family's bank, at every n: per-task rows."""
     input:
         unpack(evaluation_inputs),
         code=CODE["evaluate"],

@@ -1,5 +1,10 @@
 """``iai evaluate``: roll one learner (every training seed of it) out on a family's task banks at growing n.
 
+``--learner references`` (:data:`ALL_REFERENCES`) evaluates every reference of the params that
+applies to the family, one after another in one process, into one table: the workflow's one job per
+family for them (a reference takes a second or less; a job's process start, 2 s of imports, was
+most of 42 reference jobs).
+
 For every split of the bank (in- and out-of-distribution) and every size n in ``evaluate.sizes``,
 the learner reads n train points of each task over ceil(n / B) * epochs mini-batch steps, and its
 valid metrics are recorded, per task, at log-spaced steps. Every learner evaluated at the same
@@ -41,13 +46,21 @@ from iai.utils import ConfigError, derive_seed, describe_device, resolve_device,
 
 log = logging.getLogger(__name__)
 
+ALL_REFERENCES = "references"  # the evaluation of every applicable reference of a family, as one job
+
+
+def family_references(params: Params, family_name: str) -> list[str]:
+    """The references of the params (``references.learners``) that apply to a family, in params order."""
+    family, _ = build_family(params.family(family_name))
+    return [ref for ref in params.references["learners"] if applies(ref, family)]
+
 
 def evaluation_jobs(params: Params) -> list[tuple[str, str]]:
-    """Every (family, learner) pair the params ask to evaluate: applicable references, then runs."""
+    """Every (family, learner) evaluation the params ask for: the family's references as one
+    (:data:`ALL_REFERENCES`, when any applies), then its runs."""
     jobs = []
-    for name, spec in params.families.items():
-        family, _ = build_family(spec)
-        jobs += [(name, ref) for ref in params.references["learners"] if applies(ref, family)]
+    for name in params.families:
+        jobs += [(name, ALL_REFERENCES)] if family_references(params, name) else []
         jobs += [(name, run.name) for run in params.runs if run.family == name]
     return jobs
 
@@ -102,7 +115,11 @@ def evaluate_split(learner, family: TaskFamily, bank: TaskBatch, sizes: list[int
 def evaluate_learner(params: Params, family_name: str, learner_name: str, banks_dir: str | Path = "data/banks",
                      models_dir: str | Path = "data/models", device: str = "cpu") -> pd.DataFrame:
     """The per-task rows of one learner (every training seed of a learned run; references: seed 0) on
-    every split of one family's bank."""
+    every split of one family's bank; ``learner_name='references'``: of every applicable reference."""
+    if learner_name == ALL_REFERENCES:
+        frames = [evaluate_learner(params, family_name, ref, banks_dir, models_dir, device)
+                  for ref in family_references(params, family_name)]
+        return pd.concat(frames, ignore_index=True) if frames else task_frame(pd.DataFrame(columns=TASK_COLUMNS))
     spec = params.family(family_name)
     family, split_families = build_family(spec)
     bank = load_bank(Path(banks_dir) / f"{family_name}.pt")
@@ -138,7 +155,8 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", required=True, help="params YAML file")
     p.add_argument("--family", required=True, help="family name from the params")
     p.add_argument("--learner", required=True,
-                   help=f"a reference ({', '.join(REFERENCE_NAMES)}) or a run name from the params' runs")
+                   help=f"a reference ({', '.join(REFERENCE_NAMES)}), '{ALL_REFERENCES}' (every reference of the "
+                        "params that applies to the family, into one table) or a run name from the params' runs")
     p.add_argument("--banks", default="data/banks", help="task bank folder (default: data/banks)")
     p.add_argument("--models", default="data/models", help="checkpoint folder (default: data/models)")
     p.add_argument("--device", default=None, help="auto, cpu or cuda (default: the params' device)")
