@@ -64,8 +64,8 @@ class ExplicitLearner(ParametricLearner):
     def __init__(self, name: str, family: TaskFamily, cfg: LearnerConfig, model: ModelConfig,
                  batch_size: int, context_size: int):
         super().__init__(name, family, cfg, model, batch_size, context_size)
-        self.decoder = DECODER_CLASSES[cfg.decoder](family.in_dim, cfg.latent_tokens * cfg.latent_dim, cfg.decoder_hidden,
-                               family.out_dim)
+        self.decoder = DECODER_CLASSES[cfg.decoder](family.in_dim, cfg.latent_tokens * cfg.latent_dim,
+                                                    cfg.decoder_hidden, family.out_dim)
 
     def state_shape(self) -> tuple[int, int]:
         if self.cfg.tokens == "coordinate":  # the decoder reads z flattened: any layout of its numbers will do

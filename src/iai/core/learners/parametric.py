@@ -72,7 +72,7 @@ class ParametricLearner(nn.Module):
             dims["history"] = hist_dim
         self.backbone = SetTransformer(model, dims)
         self.head = zero_linear(w, e)
-        if cfg.nominal:  # log step size of the plain gradient term (0.5: Newton's step on a unit-variance mean squared loss)
+        if cfg.nominal:  # log step size of the plain gradient term (0.5: Newton's step on a unit-variance MSE)
             self.log_lr = nn.Parameter(torch.tensor(-0.6931))
 
     # ------------------------------------------------------------------ what the subclasses change
@@ -202,4 +202,5 @@ class ParametricLearner(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"name={self.name!r}, regime={self.regime}, signal={self.signal}, mode={self.mode}, "
-                f"state={self.n_units}x{self.unit_dim} ({self.cfg.tokens} tokens), history={self.history}, memory={self.cfg.memory}")
+                f"state={self.n_units}x{self.unit_dim} ({self.cfg.tokens} tokens), history={self.history}, "
+                f"memory={self.cfg.memory}")
