@@ -32,6 +32,8 @@ def learner(**spec):
 
 @pytest.mark.parametrize("spec", [{"regime": "parametric", "signal": "obs"},
                                   {"regime": "parametric", "signal": "both", "history": 2, "memory": 1},
+                                  {"regime": "parametric", "signal": "both", "history": 2, "memory": 1,
+                                   "tokens": "coordinate"},
                                   {"regime": "implicit"}, {"regime": "explicit", "signal": "obs"}])
 def test_attention_flops_match_the_flop_counter_with_math_attention(spec):
     lrn = learner(**spec)

@@ -24,7 +24,8 @@ with the seed spread, and training seconds. The variants (config keys of `runs:`
 - explicit_*_bilinear: the same with the bilinear decoder, phi(x)^T A(z) with phi(x) = [x, mlp(x)]
   (`decoder: bilinear`) in place of the FiLM MLP;
 - explicit_{both,grad}_coord: the bilinear explicit learner with one token per number of z, each
-  carrying its own gradient (`tokens: coordinate`).
+  carrying its own gradient (`tokens: coordinate`); `_raw`: the raw gradient (`grad_norm: none`, as
+  the parametric learners read it); `_z9`: the same with a 9-number z (d + 1, the size of theta).
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ VARIANTS = {
                             "tokens": "coordinate"},
     "explicit_grad_coord": {"regime": "explicit", "signal": "grad", "grad_norm": "rms", "decoder": "bilinear",
                             "tokens": "coordinate"},
+    "explicit_both_coord_raw": {"regime": "explicit", "signal": "both", "grad_norm": "none", "decoder": "bilinear",
+                                "tokens": "coordinate"},
+    "explicit_both_coord_z9": {"regime": "explicit", "signal": "both", "grad_norm": "none", "decoder": "bilinear",
+                               "tokens": "coordinate", "latent_dim": 9},
     "implicit_probs": {"regime": "implicit", "state": "probs"},  # classification families only
 }
 # what each kind of family is scored by, and the reference the learners are divided by

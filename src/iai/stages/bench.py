@@ -185,7 +185,9 @@ def step_flops(learner, n_points: int, n_query: int) -> dict[str, int]:
         sizes = {"state": k, "grad": k, "memory": learner.cfg.memory, "history": learner.history * k, "obs": n_points}
         groups = {name: (sizes[name], dims[name]) for name in dims}
         s = c = sum(n for n, _ in groups.values())
-        r = k + (k * learner.uses_grad + learner.cfg.memory if learner.cfg.memory else 0)  # state (, grad, memory)
+        # the rows the heads read: the state tokens, and with memory the gradient tokens before them (if
+        # they are their own group) and the memory tokens
+        r = k + (sizes["grad"] * ("grad" in dims) + learner.cfg.memory if learner.cfg.memory else 0)
         head = 2 * k * w * e + 2 * learner.cfg.memory * w * e
     if not learner.backbone.prune:
         r = s
