@@ -30,6 +30,8 @@ RUNS = [
     {"regime": "implicit", "signal": "obs", "state": "hidden"},
     {"regime": "explicit", "signal": "both"},
     {"regime": "parametric", "signal": "obs", "mode": "one_shot"},
+    {"regime": "parametric", "signal": "both", "history": 2, "tokens": "coordinate"},
+    {"regime": "explicit", "signal": "both", "tokens": "coordinate"},
 ]
 
 
