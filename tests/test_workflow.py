@@ -134,6 +134,8 @@ def test_gpu_profile_runs_one_training_at_a_time(tiny_run, tmp_path, profile, mo
     (lambda raw: raw["runs"][0].update(train={"lr": -1}), r"runs\.0\.train\.lr: expected a number > 0, got -1"),
     (lambda raw: raw["runs"].append({"family": "linreg", "name": "cost", "regime": "parametric"}),
      r"runs: a run may not be called 'cost'"),
+    (lambda raw: raw["runs"].append({"family": "linreg", "name": "references", "regime": "parametric"}),
+     r"runs: a run may not be called 'references'"),
 ])
 def test_bad_params_are_rejected_before_any_job(tmp_path, edit, message):
     ws = workspace(tmp_path)
