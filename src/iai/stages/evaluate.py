@@ -116,7 +116,7 @@ def evaluate_learner(params: Params, family_name: str, learner_name: str, banks_
                      models_dir: str | Path = "data/models", device: str = "cpu") -> pd.DataFrame:
     """The per-task rows of one learner (every training seed of a learned run; references: seed 0) on
     every split of one family's bank; ``learner_name='references'``: of every applicable reference,
-    one after another on the family and bank built and loaded once (digits: 1.4 s each time)."""
+    one after another on the same family and bank."""
     spec = params.family(family_name)
     family, split_families = build_family(spec)
     bank = load_bank(Path(banks_dir) / f"{family_name}.pt")
