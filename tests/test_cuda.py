@@ -32,6 +32,7 @@ RUNS = [
     {"regime": "parametric", "signal": "obs", "mode": "one_shot"},
     {"regime": "parametric", "signal": "both", "history": 2, "tokens": "coordinate"},
     {"regime": "explicit", "signal": "both", "tokens": "coordinate"},
+    {"regime": "parametric", "signal": "grad", "update": "sgd"},  # MAML
 ]
 
 

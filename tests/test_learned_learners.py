@@ -39,6 +39,7 @@ VARIANTS = {
     "implicit_hidden_h2": (LOGREG, {"regime": "implicit", "state": "hidden", "history": 2}),
     "implicit_probs": (LOGREG, {"regime": "implicit", "state": "probs", "update_scale": "constant"}),
     "hypernet_oneshot": (LINREG, {"regime": "parametric", "signal": "obs", "mode": "one_shot"}),
+    "maml_logreg": (LOGREG, {"regime": "parametric", "signal": "grad", "update": "sgd"}),
 }
 
 
@@ -178,7 +179,7 @@ def test_the_bilinear_decoder_is_a_linear_model_whose_weights_z_sets():
 
 
 @pytest.mark.parametrize("name", ["parametric_logreg", "implicit_hidden_h2", "explicit_both", "hypernet_oneshot",
-                                  "explicit_bilinear_logreg"])
+                                  "explicit_bilinear_logreg", "maml_logreg"])
 def test_save_then_load_reproduces_predictions_exactly(tmp_path, name):
     family, learner = make(name)
     learner.eval()
@@ -226,6 +227,13 @@ def test_a_file_that_is_not_a_checkpoint_fails_clearly(tmp_path):
     ({"regime": "parametric", "decoder": "film"}, LINREG, r"only the explicit regime has a learned decoder"),
     ({"regime": "implicit", "tokens": "coordinate"}, LINREG, r"run.tokens: only the parametric and explicit"),
     ({"regime": "parametric", "tokens": "scalar"}, LINREG, r"run.tokens: expected one of \['unit', 'coordinate'\]"),
+    ({"regime": "parametric", "update": "adam"}, LINREG, r"run.update: expected one of \['network', 'sgd'\]"),
+    ({"regime": "parametric", "signal": "obs", "update": "sgd"}, LINREG, r"run.update: 'sgd' \(MAML.*signal 'obs'"),
+    ({"regime": "explicit", "signal": "grad", "update": "sgd"}, LINREG, r"run.update: 'sgd' .*regime 'explicit'"),
+    ({"regime": "parametric", "signal": "grad", "update": "sgd", "history": 2}, LINREG,
+     r"run.update: 'sgd' .*'history': 2"),
+    ({"regime": "parametric", "signal": "grad", "update": "sgd", "tokens": "coordinate"}, LINREG,
+     r"run.update: 'sgd' .*tokens 'coordinate'"),
 ])
 def test_bad_configs_fail_with_one_clear_message(spec, family, message):
     with pytest.raises(ConfigError, match=message):
@@ -305,3 +313,35 @@ def test_coordinate_tokens_are_the_unit_layout_reshaped(family):
     th = flat.clone().requires_grad_(True)
     (auto,) = torch.autograd.grad(family.loss(coord.f(x, th), y).sum(), th)
     torch.testing.assert_close(closed, auto)
+
+
+@pytest.mark.parametrize("family", [LINREG, LOGREG], ids=["linreg", "logreg"])
+def test_maml_untrained_is_the_nominal_rule_and_training_moves_its_two_numbers(family):
+    """MAML (``update: sgd``) starts as the ``nominal_rule`` reference (theta^(0) = 0, lr 0.5, gain
+    b/(n+b)): the same predictions on the same mini-batches. Greedy training then reaches the step
+    size from every step and theta^(0) from the first step only (later states are detached)."""
+    from iai.core.learners.classical import NOMINAL_LR
+    from iai.core.learners.references import reference_learner
+
+    maml = build_learner(RunSpec("fam", "maml", {"regime": "parametric", "signal": "grad", "update": "sgd"},
+                                 MODEL, TRAIN), family, seed=1)
+    assert maml.nominal and not hasattr(maml, "backbone") and {n for n, _ in maml.named_parameters()} == {
+        "theta0", "log_lr"}
+    rule = reference_learner("nominal_rule", family, "fam", {"nominal_rule": {"lr": NOMINAL_LR}})  # exp(-0.6931)
+    tasks = family.sample(4, 40, 6, 7)
+    with torch.no_grad():
+        ours = rollout(maml, family, tasks, 8, steps="all", seed=3)
+    theirs = rollout(rule, family, tasks, 8, steps="all", seed=3)
+    assert len(ours) == len(theirs) > 5
+    for a, b in zip(ours, theirs):
+        assert (a["step"], a["metric"]) == (b["step"], b["metric"])
+        np.testing.assert_allclose(a["values"], b["values"], rtol=1e-5, atol=1e-6)
+    x, y, xq = data(family)
+    state = maml.init(xq)
+    first = maml.step(state, x, y)
+    family.loss(maml.predict(first, xq), family.sample(3, 8, 5, 0).y_valid).mean().backward()
+    assert maml.theta0.grad.abs().sum() > 0 and maml.log_lr.grad.abs() > 0
+    maml.zero_grad(set_to_none=True)
+    later = maml.step({k: v.detach() for k, v in first.items()}, x, y)
+    family.loss(maml.predict(later, xq), family.sample(3, 8, 5, 0).y_valid).mean().backward()
+    assert maml.theta0.grad is None and maml.log_lr.grad.abs() > 0

@@ -1,7 +1,7 @@
 """Issue 10 study: does a richer state keep an observation-only learner improving past its trained steps?
 
-    python docs/studies/regime_variants.py [--iterations 450] [--seeds 3] [--tasks-per-batch 16] [--max-steps 8] [--device cpu]
-        [--out FILE]
+    python docs/studies/regime_variants.py [--iterations 450] [--seeds 3] [--tasks-per-batch 16] [--max-steps 8] [--lr 0.003]
+        [--device cpu] [--out FILE]
 
 Linear regression d = 8 of the default recipe. Each variant is trained with the default recipe's
 train settings (K_train = 8 steps of B = 16, `iai train`'s own loop: `train_run`), for `--seeds`
@@ -23,6 +23,8 @@ with the seed spread, and training seconds. The variants (config keys of `runs:`
   to z through the decoder (direction and log magnitude, as learned optimizers feed it);
 - explicit_*_bilinear: the same with the bilinear decoder, phi(x)^T A(z) with phi(x) = [x, mlp(x)]
   (`decoder: bilinear`) in place of the FiLM MLP;
+- maml: plain gradient steps lr * b/(n+b) * grad from a learned theta^(0) with a learned lr
+  (`update: sgd`): the nominal rule with its two numbers learned;
 - explicit_{both,grad}_coord: the bilinear explicit learner with one token per number of z, each
   carrying its own gradient (`tokens: coordinate`); `_raw`: the raw gradient (`grad_norm: none`, as
   the parametric learners read it); `_z9`: the same with a 9-number z (d + 1, the size of theta).
@@ -69,6 +71,7 @@ VARIANTS = {
                                 "tokens": "coordinate"},
     "explicit_both_coord_z9": {"regime": "explicit", "signal": "both", "grad_norm": "none", "decoder": "bilinear",
                                "tokens": "coordinate", "latent_dim": 9},
+    "maml": {"regime": "parametric", "signal": "grad", "update": "sgd"},
     "implicit_probs": {"regime": "implicit", "state": "probs"},  # classification families only
 }
 # the variants of the first study (regime_variants.json): the default of --variants
@@ -89,6 +92,7 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=None, help="train.iterations (default: the recipe's)")
     ap.add_argument("--tasks-per-batch", type=int, default=None, help="train.tasks_per_batch (default: the recipe's)")
     ap.add_argument("--max-steps", type=int, default=None, help="train.max_steps, K_train (default: the recipe's)")
+    ap.add_argument("--lr", type=float, default=None, help="train.lr, the peak learning rate (default: the recipe's)")
     ap.add_argument("--device", default="cpu", help="where to train (cpu or cuda; the evaluation runs on the CPU)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--variants", nargs="+", default=list(FIRST_STUDY), choices=list(VARIANTS),
@@ -104,7 +108,8 @@ def main() -> None:
     base = next(r for r in params.runs if r.family == args.family)
     train = {**base.train, **({"iterations": args.iterations} if args.iterations else {}),
              **({"tasks_per_batch": args.tasks_per_batch} if args.tasks_per_batch else {}),
-             **({"max_steps": args.max_steps} if args.max_steps else {})}
+             **({"max_steps": args.max_steps} if args.max_steps else {}),
+             **({"lr": args.lr} if args.lr else {})}
     metric, ref_name = SCORES[family.task_type]
     seed_name = "validation" if args.family == "linreg" else f"validation-{args.family}"  # linreg: the first files
     tasks = family.sample(64, max(SIZES), 64, derive_seed(params.seed, "study", "regime-variants", seed_name))
@@ -119,15 +124,16 @@ def main() -> None:
         rule = scores(reference_learner("nominal_rule", family, args.family, params.references))
         print(f"{'nominal_rule':22s} " + "  ".join(f"n={n}: {rule[n] / reference[n]:7.3g}" for n in SIZES))
     out = {"family": args.family, "metric": metric, "reference": ref_name, "iterations": train["iterations"],
-           "tasks_per_batch": train["tasks_per_batch"], "max_steps": train["max_steps"], "device": args.device,
+           "tasks_per_batch": train["tasks_per_batch"], "max_steps": train["max_steps"], "lr": train["lr"],
+           "device": args.device,
            "seeds": args.seeds, "sizes": list(SIZES), "variants": {}}
     if args.append:
         with open(args.out) as fh:
             old = json.load(fh)
         if (old["iterations"], old["seeds"], old.get("tasks_per_batch", train["tasks_per_batch"]),
-                old.get("max_steps", train["max_steps"])) != (out["iterations"], out["seeds"], out["tasks_per_batch"],
-                                                              out["max_steps"]):
-            raise SystemExit(f"--append: {args.out} was run with other iterations, seeds, tasks per batch or K_train")
+                old.get("max_steps", train["max_steps"]), old.get("lr", train["lr"])) != (
+                out["iterations"], out["seeds"], out["tasks_per_batch"], out["max_steps"], out["lr"]):
+            raise SystemExit(f"--append: {args.out} was run with other iterations, seeds, tasks per batch, K_train or lr")
         out = old
     with tempfile.TemporaryDirectory() as models:
         for name in args.variants:

@@ -27,6 +27,7 @@ from iai.core.learners.backbone import LearnerConfig, ModelConfig
 from iai.core.learners.explicit import ExplicitLearner
 from iai.core.learners.flow import FlowLearner
 from iai.core.learners.implicit import ImplicitLearner
+from iai.core.learners.maml import MAMLLearner
 from iai.core.learners.order import OrderLearner
 from iai.core.learners.parametric import ParametricLearner
 
@@ -39,15 +40,16 @@ _CLASSES = {"parametric": ParametricLearner, "implicit": ImplicitLearner, "expli
 _IMPLICIT_ONLY = ((CausalOrderTasks, OrderLearner), (GenerationFamily, FlowLearner))
 
 
-def learner_class(regime: str, family: TaskFamily, where: str = "run") -> type[nn.Module]:
-    """The learner class of a regime on a family (the order and flow learners for their families)."""
+def learner_class(regime: str, family: TaskFamily, where: str = "run", update: str = "network") -> type[nn.Module]:
+    """The learner class of a regime on a family (the order and flow learners for their families;
+    MAML for the parametric regime's ``update: sgd``)."""
     for fam_cls, learner_cls in _IMPLICIT_ONLY:
         if isinstance(family, fam_cls):
             if regime != "implicit":
                 raise ConfigError(f"{where}.regime: the {family.kind} family has no known predictor, so only the "
                                   f"implicit regime applies; got {regime!r}")
             return learner_cls
-    return _CLASSES[regime]
+    return MAMLLearner if update == "sgd" else _CLASSES[regime]
 
 
 def _sizes(train: dict[str, Any], where: str) -> tuple[int, int]:
@@ -76,7 +78,7 @@ def _build(config: dict[str, Any], family: TaskFamily, seed: int) -> nn.Module:
     batch_size, context_size = _sizes(config["train"], where)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        learner = learner_class(cfg.regime, family, where)(config["name"], family, cfg, model, batch_size, context_size)
+        learner = learner_class(cfg.regime, family, where, cfg.update)(config["name"], family, cfg, model, batch_size, context_size)
     learner.config = config
     return learner
 
@@ -135,7 +137,7 @@ def load_learner(path: str | Path, family: TaskFamily | None = None, device: str
 
 
 __all__ = ["CHECKPOINT_FORMAT", "ExplicitLearner", "FlowLearner", "ImplicitLearner", "LearnerConfig", "ModelConfig",
-           "OrderLearner", "ParametricLearner", "learner_class", "build_learner", "load_learner", "read_checkpoint", "run_config", "save_learner"]
+           "MAMLLearner", "OrderLearner", "ParametricLearner", "learner_class", "build_learner", "load_learner", "read_checkpoint", "run_config", "save_learner"]
 
 
 def describe(learner) -> dict:

@@ -35,6 +35,7 @@ STEP_FEATURES = ("none", "gain", "log_n")
 GRAD_NORMS = ("rms", "none")
 DECODERS = ("film", "bilinear")
 TOKENS = ("unit", "coordinate")
+UPDATES = ("network", "sgd")
 
 
 def _config_from(cls, section: str, values: dict[str, Any]):
@@ -90,6 +91,8 @@ class LearnerConfig:
     a consistent plain gradient step (SGD with step 1/n, a learned optimizer's "nominal term")
     leads, and the learned correction fades as data accumulate. For linear regression this is the
     structure of the Kalman update with an isotropic covariance, expanded in the gain.
+    ``update: sgd`` replaces the step network by that plain gradient step alone, from a learned
+    theta^(0) with a learned step size: MAML (:class:`~iai.core.learners.maml.MAMLLearner`).
     """
 
     regime: str = "parametric"
@@ -107,11 +110,13 @@ class LearnerConfig:
     nominal: bool = False
     memory: int = 0
     tokens: str = "unit"
+    update: str = "network"
 
     def __post_init__(self) -> None:
         for name, allowed in (("regime", REGIMES), ("signal", SIGNALS), ("mode", MODES), ("state", STATES),
                               ("update_scale", UPDATE_SCALES), ("step_feature", STEP_FEATURES),
-                              ("grad_norm", GRAD_NORMS), ("decoder", DECODERS), ("tokens", TOKENS)):
+                              ("grad_norm", GRAD_NORMS), ("decoder", DECODERS), ("tokens", TOKENS),
+                              ("update", UPDATES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"run.{name}: expected one of {list(allowed)}, got {getattr(self, name)!r}")
         for name, low in (("history", 0), ("latent_tokens", 1), ("latent_dim", 1), ("decoder_hidden", 1),
@@ -132,6 +137,14 @@ class LearnerConfig:
         if self.tokens != "unit" and self.regime == "implicit":
             raise ConfigError(f"run.tokens: only the parametric and explicit regimes have parameters to tokenize; "
                               f"got {self.tokens!r} for the implicit regime")
+        if self.update == "sgd":  # MAML: no step network, so nothing a network would read or carry
+            extras = {"history": self.history, "memory": self.memory, "nominal": self.nominal}
+            if (self.regime, self.mode, self.signal, self.tokens) != ("parametric", "iterative", "grad", "unit") or any(
+                    extras.values()):
+                raise ConfigError("run.update: 'sgd' (MAML: plain gradient steps from a learned theta^(0)) needs "
+                                  "regime 'parametric', mode 'iterative', signal 'grad', tokens 'unit' and no history, "
+                                  f"memory or nominal; got regime {self.regime!r}, mode {self.mode!r}, signal "
+                                  f"{self.signal!r}, tokens {self.tokens!r}, {extras}")
         if self.regime != "implicit" and self.state != "logits":
             raise ConfigError(f"run.state: only the implicit regime has a state choice; got {self.state!r} "
                               f"for the {self.regime} regime")

@@ -1,0 +1,51 @@
+"""MAML in the iterative frame: plain gradient steps on f's loss from a learned theta^(0).
+
+    theta^(0) learned;  theta^(i+1) = theta^(i) - exp(log_lr) * gain_i * grad L(f(., theta^(i)), B^(i))
+
+The paper's table (PAPER.md, section 1) lists MAML as the learner whose task adaptation g is SGD
+from a learned initialization: what is learned across tasks is the init. Here the step size is
+learned too (one scalar, as Meta-SGD learns it per parameter), and each step is scaled by the gain
+b / (n + b) of the parametric learners (``update_scale``), so the rule is the ``nominal_rule``
+reference with its two numbers (theta^(0) = 0, lr = 0.5) learned instead of written: the table
+puts the two side by side, which shows what learning adds to the rule.
+
+Greedy training (detached states) gives theta^(0) a gradient from the first step's loss only, and
+the step size a gradient from every step. The mini-batch gradient enters each step as a constant
+(as every learner here reads it), so theta^(0) is trained as first-order MAML trains it. There is no step network, so the update is hand-written by construction:
+the learner is ``nominal`` in the results table and no claim counts it.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from iai.core.tasks import TaskFamily
+from iai.core.learners.backbone import LearnerConfig, ModelConfig, update_gain
+from iai.core.learners.base import State
+from iai.core.learners.parametric import ParametricLearner
+
+
+class MAMLLearner(ParametricLearner):
+    """The parametric regime's learner with ``update: sgd``: f's parameters, moved by plain gradient steps."""
+
+    def __init__(self, name: str, family: TaskFamily, cfg: LearnerConfig, model: ModelConfig,
+                 batch_size: int, context_size: int):
+        nn.Module.__init__(self)  # no step network: none of ParametricLearner's tokens, backbone or head
+        self.name, self.family, self.cfg, self.model_cfg = name, family, cfg, model
+        self.signal, self.mode, self.history = cfg.signal, cfg.mode, 0
+        self.state_kind, self.nominal, self.own_features = "none", True, False
+        self.batch_size, self.context_size = batch_size, context_size
+        self.n_units, self.unit_dim = self.state_shape()
+        self.theta0 = nn.Parameter(self.initial_state())  # [K, E]
+        # the nominal rule's log step size (lr 0.5, the nominal learners' start) as the starting point
+        self.log_lr = nn.Parameter(self.theta0.new_tensor(-0.6931))
+
+    def step(self, state: State, x, y) -> State:
+        theta, n, b = state["theta"], state["n"], x.shape[1]
+        grad = self.gradient(theta, x, y).to(theta.dtype)  # [T, K, E], no graph (a feature of theta)
+        gain = update_gain(n, b, self.cfg.update_scale).view(-1, 1, 1).to(theta.dtype)
+        # the gradient enters as a constant: d theta^(1) / d theta^(0) = 1, not 1 - lr * gain * H (first-order MAML)
+        return {"theta": theta - self.log_lr.exp() * gain * grad, "n": n + b}
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, regime={self.regime}, update=sgd (MAML), state={self.n_units}x{self.unit_dim}"
