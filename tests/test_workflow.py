@@ -89,6 +89,30 @@ def test_dry_run_lists_the_jobs_the_params_ask_for(tmp_path):
     assert not (ws / "data").exists()
 
 
+def test_the_full_recipe_plans_every_training_and_builds_every_learner(tmp_path, monkeypatch):
+    """params/paper.yaml (never run here end to end) passes the schema, plans one training job per run
+    and seed, and every run builds into a learner, with stand-in MNIST / Fashion-MNIST IDX files."""
+    from test_images import fake_idx_folder
+
+    from iai.core.learners import build_learner
+    from iai.core.tasks import build_family
+    from iai.params import load_params
+
+    ws = workspace(tmp_path)
+    for name in ("mnist", "fashion_mnist"):
+        fake_idx_folder(ws / "data" / name, side=28, per_class=12)
+    res = snakemake(ws, "--dry-run", params="params/paper.yaml", timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    raw = yaml.safe_load((ws / "params/paper.yaml").read_text())
+    assert job_counts(res.stdout)["train"] == sum(r.get("seeds", raw["seeds"]) for r in raw["runs"])
+    monkeypatch.chdir(ws)
+    params = load_params("params/paper.yaml")
+    families = {name: build_family(params.family(name))[0] for name in params.families}
+    for run in params.runs:
+        learner = build_learner(run, families[run.family])
+        assert learner.name == run.name and learner.mode == run.learner.get("mode", "iterative")
+
+
 def test_slurm_profile_dry_run_maps_gpu_and_resources(tmp_path):
     res = snakemake(workspace(tmp_path), "--dry-run", "--workflow-profile", "workflow/profiles/slurm")
     assert res.returncode == 0, res.stdout + res.stderr
