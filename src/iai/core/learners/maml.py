@@ -11,8 +11,9 @@ puts the two side by side, which shows what learning adds to the rule.
 
 Greedy training (detached states) gives theta^(0) a gradient from the first step's loss only, and
 the step size a gradient from every step. The mini-batch gradient enters each step as a constant
-(as every learner here reads it), so theta^(0) is trained as first-order MAML trains it. There is no step network, so the update is hand-written by construction:
-the learner is ``nominal`` in the results table and no claim counts it.
+(as every learner here reads it), so theta^(0) is trained as first-order MAML trains it. There is
+no step network, so the update is hand-written by construction: the learner is ``nominal`` in the
+results table and no claim counts it.
 """
 
 from __future__ import annotations
