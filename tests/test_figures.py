@@ -5,6 +5,7 @@ from pathlib import Path
 
 import matplotlib.image
 import matplotlib.text
+import pandas as pd
 import pytest
 import yaml
 
@@ -137,3 +138,18 @@ def test_training_curves_come_from_the_histories_and_say_not_measured_without(tm
     got = figures.read_histories(tmp_path)
     assert set(got.learner) == {"parametric_obs", "implicit_logits"} and len(got) == 2 * len(fake_histories())
     assert set(got.seed) == {0, 1}
+
+
+def test_the_regimes_figure_leaves_out_learners_with_the_hand_written_term():
+    """MAML and the nominal variants carry a hand-written gradient step: error_vs_n shows them, the
+    regime comparison does not (as claim 2's figure leaves them out)."""
+    df = cached_table()
+    df = df[df.family == "linreg"]
+    maml = df[df.learner == "parametric_grad"].assign(learner="maml_fake", nominal=True)
+    df = pd.concat([df, maml], ignore_index=True)
+    styles = learner_styles(df)
+    shown = {name: texts(figures.DRAW[name](df, styles, {"linreg": 128})) for name in ("regimes.png", "error_vs_n.png")}
+    assert any("maml_fake" in t for t in shown["error_vs_n.png"])
+    assert not any("maml_fake" in t for t in shown["regimes.png"])
+    assert any("parametric_grad" in t for t in shown["regimes.png"])
+    figures.plt.close("all")

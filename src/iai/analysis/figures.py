@@ -207,6 +207,8 @@ def fig_regimes(df: pd.DataFrame, styles: dict, contexts: dict):
     q = tag(final_step(quality(df)))
     q = q[q.split == "id"]
     it = learned(q)
+    # the regimes' own learners: a hand-written gradient term (the nominal variants, MAML) is in error_vs_n
+    it = it[~it.nominal.astype(bool)]
     fams = sorted(f for f, g in it.groupby("family") if g.regime.nunique() > 1)
     if not fams:
         return not_measured("regimes.png", "no family with learned learners of two or more regimes")
