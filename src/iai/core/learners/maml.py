@@ -10,14 +10,18 @@ reference with its two numbers (theta^(0) = 0, lr = 0.5) learned instead of writ
 puts the two side by side, which shows what learning adds to the rule.
 
 Greedy training (detached states) gives theta^(0) a gradient from the first step's loss only, and
-the step size a gradient from every step. The mini-batch gradient enters each step as a constant
-(as every learner here reads it), so theta^(0) is trained as first-order MAML trains it. There is
-no step network, so the update is hand-written by construction: the learner is ``nominal`` in the
-results table and no claim counts it.
+the step size a gradient from every step. Where theta carries a gradient (the first step in
+training), the step differentiates through the mini-batch gradient, as MAML does: d theta^(1) /
+d theta^(0) = I - lr * gain * H, H the mini-batch loss's Hessian (``update: sgd`` is second-order
+MAML, not its first-order approximation). Elsewhere (detached states, evaluation under no_grad)
+the gradient is the closed form the other learners read. There is no step network, so the update
+is hand-written by construction: the learner is ``nominal`` in the results table and no claim
+counts it.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from iai.core.tasks import TaskFamily
@@ -43,10 +47,14 @@ class MAMLLearner(ParametricLearner):
 
     def step(self, state: State, x, y) -> State:
         theta, n, b = state["theta"], state["n"], x.shape[1]
-        grad = self.gradient(theta, x, y).to(theta.dtype)  # [T, K, E], no graph (a feature of theta)
+        if torch.is_grad_enabled() and theta.requires_grad:  # MAML's inner gradient, itself differentiable
+            with torch.autocast(theta.device.type, enabled=False):
+                loss = self.family.loss(self.f(x.float(), theta.float()), y.float()).sum()  # tasks are independent
+                grad = torch.autograd.grad(loss, theta, create_graph=True)[0]
+        else:
+            grad = self.gradient(theta, x, y)  # [T, K, E], the same numbers without a graph
         gain = update_gain(n, b, self.cfg.update_scale).view(-1, 1, 1).to(theta.dtype)
-        # the gradient enters as a constant: d theta^(1) / d theta^(0) = 1, not 1 - lr * gain * H (first-order MAML)
-        return {"theta": theta - self.log_lr.exp() * gain * grad, "n": n + b}
+        return {"theta": theta - self.log_lr.exp() * gain * grad.to(theta.dtype), "n": n + b}
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, regime={self.regime}, update=sgd (MAML), state={self.n_units}x{self.unit_dim}"
