@@ -87,6 +87,7 @@ def test_evaluating_the_references_together_gives_each_ones_rows(tmp_path, small
     that applies to the family, with the same per-task numbers as evaluating each alone."""
     import pandas as pd
 
+    from iai.core.tasks import build_family
     from iai.stages.evaluate import family_references
 
     path, _ = small_params
@@ -95,7 +96,8 @@ def test_evaluating_the_references_together_gives_each_ones_rows(tmp_path, small
               "--out", "refs.parquet", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     together = pd.read_parquet(tmp_path / "refs.parquet")
-    names = family_references(load_params(path), "linreg")
+    params = load_params(path)
+    names = family_references(params, build_family(params.family("linreg"))[0])
     assert {"bayes", "sgd", "map"} <= set(names) and "random_order" not in names  # causal order: not linreg's
     assert sorted(together.learner.unique()) == sorted(names)
     assert json.loads((tmp_path / "refs.json").read_text())["learner"] == "references"

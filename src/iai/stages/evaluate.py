@@ -49,9 +49,8 @@ log = logging.getLogger(__name__)
 ALL_REFERENCES = "references"  # the evaluation of every applicable reference of a family, as one job
 
 
-def family_references(params: Params, family_name: str) -> list[str]:
-    """The references of the params (``references.learners``) that apply to a family, in params order."""
-    family, _ = build_family(params.family(family_name))
+def family_references(params: Params, family: TaskFamily) -> list[str]:
+    """The references of the params (``references.learners``) that apply to a built family, in params order."""
     return [ref for ref in params.references["learners"] if applies(ref, family)]
 
 
@@ -59,8 +58,9 @@ def evaluation_jobs(params: Params) -> list[tuple[str, str]]:
     """Every (family, learner) evaluation the params ask for: the family's references as one
     (:data:`ALL_REFERENCES`, when any applies), then its runs."""
     jobs = []
-    for name in params.families:
-        jobs += [(name, ALL_REFERENCES)] if family_references(params, name) else []
+    for name, spec in params.families.items():
+        family, _ = build_family(spec)
+        jobs += [(name, ALL_REFERENCES)] if family_references(params, family) else []
         jobs += [(name, run.name) for run in params.runs if run.family == name]
     return jobs
 
@@ -125,8 +125,7 @@ def evaluate_learner(params: Params, family_name: str, learner_name: str, banks_
         raise ConfigError(f"{banks_dir}/{family_name}.pt: bank lacks split(s) {missing}; rerun `iai generate`")
     dev = resolve_device(device)
     settings = {**params.evaluate, "device": dev}
-    names = ([ref for ref in params.references["learners"] if applies(ref, family)]
-             if learner_name == ALL_REFERENCES else [learner_name])
+    names = family_references(params, family) if learner_name == ALL_REFERENCES else [learner_name]
     blocks = []
     for name in names:
         is_reference = name in REFERENCE_NAMES
