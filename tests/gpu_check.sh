@@ -3,7 +3,7 @@
 # fit one ~9-minute call (each part has its own timeout; the most wanted numbers come first):
 #   1. `iai bench cost` up to n = 65,536: iterative vs one shot per regime, wall time and the CUDA
 #      allocator's peak (the iterative step torch.compile'd with frozen weights and, on CUDA,
-#      replayed as a CUDA graph; COST_TASKS=128 for the README's third table),
+#      replayed as a CUDA graph; COST_TASKS tasks per call, 128 by default: fewer leave a step's launches timed),
 #   2. `iai bench train --compare`: meta-training throughput per regime under bf16 autocast (as
 #      `iai train` runs on CUDA), side by side with the step-by-step path, and MFU,
 #   3. the same for params/paper.yaml's larger model and batches (what its 20,000 iterations cost),
@@ -22,7 +22,7 @@ $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cu
 
 start=$(date +%s)
 timeout "${COST_TIMEOUT:-270}" $PY -m iai.cli bench cost --device "$DEVICE" --max-n "${MAX_N:-65536}" \
-    --tasks "${COST_TASKS:-32}" --time-cap 60 --memory-cap 60000 --out "$OUT/bench_cost.json" 2>&1 \
+    --tasks "${COST_TASKS:-128}" --time-cap 60 --memory-cap 60000 --out "$OUT/bench_cost.json" 2>&1 \
     | tee "$OUT/bench_cost.log" | grep -v "^bench cost"
 echo "bench cost: $(( $(date +%s) - start )) s"
 
