@@ -5,7 +5,7 @@ from pathlib import Path
 
 from iai.analysis.captions import FIGURES
 from iai.params import load_params
-from iai.stages.bench import cost_pairs
+from iai.stages.bench import TABLE_KEYS as BENCH_TABLE_KEYS, cost_pairs
 from iai.stages.evaluate import ALL_REFERENCES, evaluation_jobs
 from iai.utils import ConfigError
 
@@ -28,7 +28,6 @@ COST_SCALING_FAMILY = next(iter(BENCH), FAMILIES[0])
 COST_MAX_N = RAW["evaluate"].get("cost_max_n", 16384)  # the largest n of `iai bench cost`
 COST_REPEATS = RAW["evaluate"].get("cost_repeats", 3)
 COST_SCALING_TASKS = RAW["evaluate"].get("cost_scaling_tasks", 8)  # tasks per call of `iai bench cost`
-BENCH_TABLE_KEYS = ("cost_sizes", "cost_tasks", "cost_repeats")  # the evaluate keys `iai bench` reads
 FIGURE_FILES = [f"reports/figures/{name}" for name in FIGURES]
 
 for family in set(RAW["evaluate"].get("cost_families", [])) - set(FAMILIES):

@@ -100,6 +100,10 @@ def cost_pairs(params: Params, family_name: str) -> list[tuple[str, str]]:
     return pairs
 
 
+# the evaluate keys bench_family reads (the workflow reruns the bench job when one of them changes)
+TABLE_KEYS = ("cost_sizes", "cost_tasks", "cost_repeats")
+
+
 def bench_family(params: Params, family_name: str, models_dir: str | Path | None = "data/models",
                  device: str = "cpu", sizes: list[int] | None = None) -> list[dict]:
     """Cost rows (results-table columns) for every (iterative, one-shot) pair of a family.
@@ -111,7 +115,7 @@ def bench_family(params: Params, family_name: str, models_dir: str | Path | None
 
     dev = resolve_device(device)
     family, _ = build_family(params.family(family_name))
-    ev = params.evaluate
+    ev = {k: v for k, v in params.evaluate.items() if k in TABLE_KEYS}
     sizes = sizes or ev.get("cost_sizes", [64, 256, 1024])
     n_tasks, repeats = ev.get("cost_tasks", 8), ev.get("cost_repeats", 3)
     rows = []
