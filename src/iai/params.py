@@ -162,9 +162,30 @@ def _cross_check(raw: dict, source: str, learning_rates: bool = True) -> None:
             if missing:
                 raise ConfigError(f"{source}: references.{opt}.lr: no learning rate for famil"
                                   f"{'y' if len(missing) == 1 else 'ies'} {missing} (run `iai tune-lr`)")
+    _check_primary(raw, source)
     too_big = [n for n in raw["evaluate"]["sizes"] if n > raw["banks"]["n_train"]]
     if too_big:
         raise ConfigError(f"{source}: evaluate.sizes: {too_big} exceed banks.n_train = {raw['banks']['n_train']}")
+
+
+def _check_primary(raw: dict, source: str) -> None:
+    """Every pre-registered comparison names a family, split, n and learners that the params make."""
+    families, sizes = raw["families"], raw["evaluate"]["sizes"]
+    for i, spec in enumerate(raw.get("report", {}).get("primary", [])):
+        where = f"{source}: report.primary.{i}"
+        fam = spec["family"]
+        if fam not in families:
+            raise ConfigError(f"{where}.family: unknown family {fam!r}; expected one of {sorted(families)}")
+        splits = set(families[fam].get("splits") or {"id": {}})
+        if spec["split"] not in splits:
+            raise ConfigError(f"{where}.split: family {fam!r} has no split {spec['split']!r}; expected one of {sorted(splits)}")
+        if spec["n"] not in sizes:
+            raise ConfigError(f"{where}.n: {spec['n']} is not one of evaluate.sizes {sizes}")
+        names = {r["name"] for r in raw["runs"] if r["family"] == fam} | set(raw["references"]["learners"])
+        for side in ("a", "b"):
+            if spec[side]["learner"] not in names:
+                raise ConfigError(f"{where}.{side}.learner: {spec[side]['learner']!r} is neither a run of family "
+                                  f"{fam!r} nor a reference; expected one of {sorted(names)}")
 
 
 def from_dict(raw: dict[str, Any], source: str = "<dict>", learning_rates: bool = True) -> Params:
