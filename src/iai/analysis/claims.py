@@ -1,128 +1,97 @@
-"""The paper's six claims (PAPER.md section 4), each a pure function: per-task table -> verdict.
+"""The paper's six claims (its section 4), judged on pre-registered comparisons: per-task table -> verdicts.
 
-Every claim returns ``{"claim", "title", "test", "precondition", "verdict", "effect", "numbers",
-"explanation"}``. ``verdict`` is one of :data:`VERDICTS`:
+Each claim's verdict rests on a few *primary* comparisons named in the params before any result
+(``report.primary``: family, split, n, the two learners by their columns, the metric, the test).
+Method comparisons are made inside the trained horizon (n <= n_ctx = B x K_train); whether a learner
+keeps improving *past* its context is its own question (``1b``), never mixed into claim 1's verdict.
+Everything else this module computes is *secondary*: reported with its interval, deciding nothing.
 
-- ``reproduced``: every comparison the claim rests on shows the claimed effect (its interval lies
-  on the claimed side of zero, or inside the margin for an equivalence claim);
-- ``contradicted``: a comparison shows the opposite effect (its interval lies on the other side);
-- ``inconclusive``: anything else, including a comparison whose learners fail the precondition
-  (they are not competent, so a difference says nothing about the method), or rows that are absent.
-  The explanation says why.
+The rule (:func:`judge`), the same for every claim:
 
-Statistics (:func:`paired_effect`). Every learner evaluated on a family's split saw the same bank
-tasks and the same mini-batches, so two learners are compared *paired over tasks*: the effect of A
-against B is the relative difference of their mean errors, ``(mean_A - mean_B) / |mean_B|``
-(negative: A is better; a plain difference for metrics that can cross zero: ``mmd``, and for the
-higher-is-better ``edge_accuracy``, sign-flipped so that negative is still "A better"). Its
-interval is a percentile bootstrap that resamples tasks (the same draw for A and B: the pairing)
-and, independently for each learner, its training seeds: the interval holds both the task and the
-training-seed variation. Nothing here is written by hand: change the table, the verdict follows.
+- each primary comparison is a paired effect of A against B (:func:`iai.analysis.stats.compare`:
+  tasks paired, inference over training seeds with a small-sample t interval), with one-sided
+  p-values for the claimed direction and for the opposite one;
+- Holm's correction over the claim's primaries, each one-sided test at (1 - level) / 2;
+- ``reproduced`` when every primary comparison is judged and shows the claimed effect at the
+  corrected level; ``contradicted`` when a judged primary comparison shows the opposite at the
+  corrected level; ``inconclusive`` otherwise (the explanation says which comparisons decided);
+- a comparison is *judged* when both learners have at least ``min_seeds`` training seeds and pass
+  the competence gate; an unjudged comparison can make a claim inconclusive, never contradicted;
+- the equivalence claim (4, "barely helps") uses two one-sided tests against +- ``history_margin``:
+  reproduced when every primary is shown inside the margin, contradicted when one is shown outside.
 
-Which learners: a learner's rows are used as they are; nothing is selected on the evaluation bank
-(no "best of" over learners). The claims name the learners they compare by their columns (regime,
-signal, state, history, nominal, mode); learners with the hand-written gradient term (``nominal``)
-are never counted in a verdict, and runs with fewer than ``min_seeds`` training seeds are left out
-(said in the explanation).
+The competence gate (:meth:`Cells.competence`): on *validation* tasks (the bank's ``valid`` split,
+drawn like ``id`` from its own seed stream, never judged on), at the compared n and step, a learner
+must close at least ``competence_gap`` of the gap between the family's trivial predictor (the prior
+predictive: ``prior``; a random order for the order family) and its reference (Bayes, MAP, sink
+search, the true samples). The threshold is stated once in the params.
 
-Competence (the precondition of claims 1 to 5 on the prediction families): a learned learner is
-competent when, at its training context n_ctx = B x K_train and in distribution (split ``id``: the
-tasks it was trained on), its error is within ``competence_factor`` times the family's reference
-(Bayes, else MAP). A comparison with an
-incompetent learner is inconclusive. The factor is stated in the params (``report:``), fixed before
-any result, never fitted.
+Claim 6 is judged on the cost benchmark (:mod:`iai.analysis.cost`). :func:`sensitivity` re-judges
+every claim under alternative reasonable rules, so a reader sees how fragile each verdict is.
+Nothing here is written by hand: change the table, the verdicts follow.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
+from iai.analysis import stats
+from iai.analysis.cost import judge_cost
+from iai.core.results import VALID_SPLIT  # the banks' validation tasks: the gate reads them, no verdict does
 from iai.analysis.selection import LEARNED, REFERENCE, better_sign, prediction, primary_metric
 from iai.params import IMPLICIT_ONLY_KINDS
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
-RELATIVE = ("excess_risk", "error_rate", "mse", "nll")  # positive metrics: effects are relative
-ONLY = " Prediction families only (regression, classification)."
+RELATIVE = stats.RELATIVE
+TRIVIAL = ("prior", "random_order")  # a family's trivial predictor, by preference
+
+TITLES = {
+    "1": "More refinement steps improve results, in- and out-of-distribution, in all three regimes",
+    "1b": "Iterative learners keep improving past their training context",
+    "2": "Observations beat gradients in low dimension; gradients help in high dimension or with few points",
+    "3": "Parametric beats explicit",
+    "4": "A history window barely helps",
+    "5": "Logits are the best implicit state",
+    "6": "Iterating is about K times cheaper than one shot over the same data",
+}
+CLAIMS = tuple(TITLES)
+TESTS = ("a_better", "equivalence")
 
 
 @dataclass(frozen=True)
 class Options:
     """The claims' stated rules (params ``report:``), fixed before any result."""
 
-    level: float = 0.95               # interval coverage
-    n_boot: int = 2000                # bootstrap resamples
-    min_seeds: int = 3                # runs with fewer training seeds are not judged
-    competence_factor: float = 5.0    # learner error <= factor x reference at n_ctx
-    history_margin: float = 0.10      # claim 4: "barely" = relative change within +- margin
-    cost_factor: float = 3.0          # claim 6
+    level: float = 0.95               # two-sided; each one-sided test at (1 - level) / 2
+    min_seeds: int = 3                # runs with fewer training seeds are reported, not judged
+    competence_gap: float = 0.5       # fraction of the trivial-to-reference gap a judged learner closes
+    history_margin: float = 0.10      # claim 4: "barely" = the relative change within +- margin
+    cost_flop_factor: float = 1.5     # claim 6 (iai.analysis.cost)
     cost_slope_tolerance: float = 0.3
-    train_context: int = 128          # n_ctx = B x K_train, unless the table's one-shot rows say otherwise
-    seed: int = 0                     # bootstrap stream
+    train_context: int = 128          # n_ctx = B x K_train
+    primary: tuple = field(default_factory=tuple)  # the pre-registered comparisons (dicts)
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "Options":
-        values = values or {}
+        values = dict(values or {})
         known = {k: values[k] for k in cls.__dataclass_fields__ if k in values}
+        known["primary"] = tuple(known.get("primary") or ())
         return cls(**known)
 
+    def rules(self) -> dict:
+        """The rules in force, as recorded in ``reports/metrics.json`` with their hash."""
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["primary"] = [dict(p) for p in self.primary]
+        return out
 
-# ---------------------------------------------------------------------------- statistics
-
-
-def _matrix(rows: pd.DataFrame, tasks: np.ndarray) -> np.ndarray:
-    """Per-task rows of one learner at one cell -> values ``[seeds, tasks]`` over ``tasks``."""
-    seeds, seed_index = np.unique(rows["seed"].to_numpy(), return_inverse=True)
-    task_index = np.searchsorted(tasks, rows["task"].to_numpy())
-    keep = (task_index < len(tasks)) & (tasks[np.minimum(task_index, len(tasks) - 1)] == rows["task"].to_numpy())
-    out = np.full((len(seeds), len(tasks)), np.nan)
-    out[seed_index[keep], task_index[keep]] = rows["value"].to_numpy()[keep]
-    return out
-
-
-def paired_effect(a: pd.DataFrame, b: pd.DataFrame, metric: str, options: Options = Options(),
-                  paired: bool = True) -> dict:
-    """Effect of A against B at one cell (rows with ``seed``, ``task``, ``value``), with its interval.
-
-    ``effect < 0`` means A is better. ``paired=False`` resamples A's and B's tasks independently (what
-    an analysis ignoring the pairing would do; for comparison only)."""
-    tasks = np.intersect1d(a["task"].to_numpy(), b["task"].to_numpy())
-    A, B = _matrix(a, tasks), _matrix(b, tasks)
-    sign = better_sign(metric)
-    relative = metric in RELATIVE
-    mean_a, mean_b = float(np.nanmean(A)), float(np.nanmean(B))
-
-    def effect(ma, mb):
-        d = sign * (ma - mb)
-        return d / np.abs(mb) if relative else d
-
-    rng = np.random.default_rng(options.seed)
-    r, t = options.n_boot, len(tasks)
-    w_task = rng.multinomial(t, np.full(t, 1.0 / t), size=r)  # [R, T] task counts
-    w_task_b = w_task if paired else rng.multinomial(t, np.full(t, 1.0 / t), size=r)
-
-    def boot(M, w):
-        s = M.shape[0]
-        u = rng.multinomial(s, np.full(s, 1.0 / s), size=r)  # [R, S] seed counts
-        return ((u @ M) * w).sum(1) / (s * t)
-
-    est = effect(boot(A, w_task), boot(B, w_task_b))
-    alpha = (1 - options.level) / 2
-    lo, hi = (float(x) for x in np.quantile(est, [alpha, 1 - alpha]))
-    e = float(effect(mean_a, mean_b))
-    outcome = "A better" if hi < 0 else "B better" if lo > 0 else "no clear difference"
-    return {"value A": mean_a, "value B": mean_b, "effect": e, "lo": lo, "hi": hi,
-            "scale": "relative" if relative else "difference", "outcome": outcome, "tasks": int(t),
-            "seeds A": int(A.shape[0]), "seeds B": int(B.shape[0])}
-
-
-def fmt_effect(r: dict) -> str:
-    """'-23% [-30%, -15%]' (relative) or '-0.012 [-0.02, -0.004]'."""
-    if r.get("scale") == "relative":
-        return f"{100 * r['effect']:+.1f}% [{100 * r['lo']:+.1f}%, {100 * r['hi']:+.1f}%]"
-    return f"{r['effect']:+.3g} [{r['lo']:+.3g}, {r['hi']:+.3g}]"
+    def rules_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.rules(), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------- the table, indexed
@@ -132,25 +101,25 @@ _CELL = ["family", "split", "learner", "mode", "context", "n_train", "metric", "
 
 
 class Cells:
-    """The per-task table indexed by (family, split, learner, mode, context, n, metric, step) for fast
-    paired comparisons; a learner's *final step* at n is the last step it was scored at."""
+    """The per-task table indexed by (family, split, learner, mode, context, n, metric, step); a
+    learner's *final step* at n is the last step it was scored at."""
 
     def __init__(self, tasks: pd.DataFrame, options: Options):
         self.o = options
         t = tasks.reset_index(drop=True)
         self.index = t.set_index(_CELL)[["seed", "task", "value"]].sort_index()
-        last = t.groupby(["family", "split", "learner", "mode", "context", "n_train"])["step"].max()
-        self.last = last.to_dict()
+        self.last = t.groupby(["family", "split", "learner", "mode", "context", "n_train"])["step"].max().to_dict()
         self.primary = {f: primary_metric(t, f) for f in t.family.unique()}
         self.final = t.drop_duplicates(["family", "split", "learner", "mode", "context", "n_train", "batch_size"])
-        self.learners = (t.drop_duplicates(["family", "learner", "mode"])
-                         [["family", "kind", "dim", "learner", "regime", "signal", "state", "history", "nominal", "mode"]])
+        cols = ["family", "kind", "dim", "learner", "regime", "signal", "state", "history", "nominal", "mode"]
+        cols += ["gain"] if "gain" in t.columns else []
+        self.learners = t.drop_duplicates(["family", "learner", "mode"])[cols]
         self.seeds = t.groupby(["family", "learner", "mode"])["seed"].nunique().to_dict()
 
     def rows(self, family, split, learner, n, metric=None, mode="iterative", context="all", step=None):
         """Per-task rows (seed, task, value) at one cell (the final step unless ``step``); None if absent."""
         step = step if step is not None else self.last.get((family, split, learner, mode, context, n))
-        key = (family, split, learner, mode, context, n, metric or self.primary[family], step)
+        key = (family, split, learner, mode, context, n, metric or self.primary.get(family), step)
         if step is None or key not in self.index.index:
             return None
         return self.index.loc[key]
@@ -161,446 +130,373 @@ class Cells:
         return sorted(int(n) for n in f.loc[sel, "n_train"].unique())
 
     def splits(self, family) -> list[str]:
-        return sorted(self.final.loc[self.final.family == family, "split"].unique(), key=lambda s: (s != "id", s))
+        s = self.final.loc[(self.final.family == family) & (self.final.split != VALID_SPLIT), "split"].unique()
+        return sorted(s, key=lambda x: (x != "id", x))
 
     def judged(self, family, learner, mode="iterative") -> bool:
         return self.seeds.get((family, learner, mode), 0) >= self.o.min_seeds
 
-    def reference(self, family) -> str | None:
+    def _first(self, family, names) -> str | None:
         present = set(self.learners.loc[self.learners.family == family, "learner"])
-        return next((r for r in REFERENCE if r in present), None)
+        return next((r for r in names if r in present), None)
+
+    def reference(self, family) -> str | None:
+        return self._first(family, REFERENCE)
 
     def n_ctx(self, family) -> int:
         capped = self.final[(self.final.family == family) & (self.final["mode"] == "one_shot")
                             & (self.final.context == "capped")]
         return int(capped.batch_size.max()) if not capped.empty else self.o.train_context
 
-    def competence(self, family, learner, mode="iterative") -> tuple[bool, str]:
-        """(competent?, why): error <= factor x reference at the training context n_ctx, in distribution.
+    def competence(self, family, learner, n, mode="iterative", context="all", step=None) -> tuple[bool, str]:
+        """(competent?, why): on validation tasks at n (and step), the learner closes at least
+        ``competence_gap`` of the gap between the trivial predictor and the reference."""
+        ref, triv, metric = self.reference(family), self._first(family, TRIVIAL), self.primary.get(family)
+        if ref is None or triv is None:
+            return False, f"{family}: no reference or trivial predictor to gate against"
+        a = self.rows(family, VALID_SPLIT, learner, n, metric, mode, context, step)
+        r, z = self.rows(family, VALID_SPLIT, ref, n, metric), self.rows(family, VALID_SPLIT, triv, n, metric)
+        if a is None or r is None or z is None:
+            return False, f"{family}/{learner}: not evaluated on validation tasks at n = {n}"
+        sign = better_sign(metric)
+        la, lr, lz = (sign * float(x.value.mean()) for x in (a, r, z))
+        if not lz > lr:
+            return False, f"{family}: the trivial predictor {triv} is not worse than {ref} at n = {n}"
+        gap = (lz - la) / (lz - lr)
+        ok = gap >= self.o.competence_gap
+        return bool(ok), f"{learner} closes {gap:.0%} of the {triv}-to-{ref} gap at n = {n} (validation tasks)"
 
-        Competence asks whether a learner learned the task it was trained on, so it is read on the
-        ``id`` split; out of distribution the same learner is then compared wherever it stands."""
-        ref = self.reference(family)
-        metric = self.primary[family]
-        if ref is None or metric not in RELATIVE:
-            return True, "no reference ratio for this family"
-        n = self.n_ctx(family)
-        a = self.rows(family, "id", learner, n, mode=mode)
-        r = self.rows(family, "id", ref, n)
-        if a is None or r is None:
-            return False, f"{learner} or {ref} not evaluated at n_ctx = {n} in distribution"
-        ratio = a.value.mean() / max(r.value.mean(), 1e-12)
-        ok = ratio <= self.o.competence_factor
-        return bool(ok), f"{learner}: {ratio:.3g}x {ref} at n_ctx = {n}"
+    def matrix(self, rows: pd.DataFrame, tasks: np.ndarray, what: str) -> np.ndarray:
+        """Rows of one cell -> values ``[seeds, tasks]``; a missing (seed, task) is an error."""
+        seeds = np.unique(rows["seed"].to_numpy())
+        wide = rows.pivot_table(index="seed", columns="task", values="value", aggfunc="first")
+        wide = wide.reindex(index=seeds, columns=tasks)
+        M = wide.to_numpy(dtype=float)
+        if np.isnan(M).any():
+            s, t = np.argwhere(np.isnan(M))[0]
+            raise ValueError(f"{what}: no value for seed {seeds[s]}, task {tasks[t]} (every seed must cover every task)")
+        return M
 
-    def compare(self, family, split, n, a, b, a_mode="iterative", b_mode="iterative", b_context="all",
-                metric=None, a_step=None, b_step=None) -> dict | None:
-        """Paired effect of learner a against b at one (family, split, n); None where a row is absent.
-        ``a_step`` / ``b_step`` pick a step other than the final one (A and B may be the same learner)."""
-        metric = metric or self.primary[family]
-        ra = self.rows(family, split, a, n, metric, a_mode, step=a_step)
-        rb = self.rows(family, split, b, n, metric, b_mode, b_context, step=b_step)
-        if ra is None or rb is None or ra.empty or rb.empty:
-            return None
-        out = {"family": family, "split": split, "n": int(n), "A": a, "B": b, "metric": metric}
-        return {**out, **paired_effect(ra, rb, metric, self.o)}
+    def compare(self, family, split, n, a: dict, b: dict, metric=None) -> dict | None:
+        """The paired effect of side a against side b (``{learner, mode, context, step}``) at one
+        (family, split, n); None where a side's rows are absent."""
+        metric = metric or self.primary.get(family)
+        sides = []
+        for s in (a, b):
+            s = {"mode": "iterative", "context": "all", "step": None, **s}
+            rows = self.rows(family, split, s["learner"], n, metric, s["mode"], s["context"], s["step"])
+            if rows is None or rows.empty:
+                return None
+            sides.append((s, rows))
+        (sa, ra), (sb, rb) = sides
+        tasks = np.union1d(ra["task"].to_numpy(), rb["task"].to_numpy())
+        where = f"{family}/{split}/n{n}"
+        A = self.matrix(ra, tasks, f"{where}: {sa['learner']}")
+        B = self.matrix(rb, tasks, f"{where}: {sb['learner']}")
+        same_model = (sa["learner"], sa["mode"]) == (sb["learner"], sb["mode"])
+        eff = stats.compare(A, B, metric in RELATIVE, better_sign(metric), self.o.level, paired_seeds=same_model)
+        rec = {"family": family, "split": split, "n": int(n), "metric": metric,
+               "A": side_label(sa), "B": side_label(sb), **eff.as_dict(),
+               "p_a_better": eff.p_less(), "p_b_better": eff.p_greater(), "_effect": eff,
+               "outcome": "A better" if eff.hi < 0 else "B better" if eff.lo > 0 else "no clear difference"}
+        rec["judged"], rec["why"] = self._gate([sa, sb], family, n)
+        return rec
 
-
-def _result(claim, title, test, precondition, verdict, numbers, explanation, effect=None) -> dict:
-    assert verdict in VERDICTS
-    numbers = [{k: v.item() if isinstance(v, np.generic) else v for k, v in r.items()} for r in numbers]
-    return {"claim": claim, "title": title, "test": test, "precondition": precondition, "verdict": verdict,
-            "effect": effect, "numbers": numbers, "explanation": explanation}
-
-
-def combine(parts: list[str]) -> str:
-    """Verdicts of a claim's parts -> the claim's: any contradicted wins, then all reproduced, else inconclusive."""
-    if not parts:
-        return "inconclusive"
-    if "contradicted" in parts:
-        return "contradicted"
-    return "reproduced" if all(p == "reproduced" for p in parts) else "inconclusive"
-
-
-def directional(records: list[dict], want: str = "A better") -> str:
-    """Any judged comparison showing the opposite of ``want`` -> contradicted; every comparison judged
-    and showing ``want`` -> reproduced; else inconclusive."""
-    judged = [r for r in records if r.get("judged", True)]
-    if any(r["outcome"] not in (want, "no clear difference") for r in judged):
-        return "contradicted"
-    if judged and len(judged) == len(records) and all(r["outcome"] == want for r in judged):
-        return "reproduced"
-    return "inconclusive"
+    def _gate(self, sides: list[dict], family: str, n: int) -> tuple[bool, str]:
+        why, ok = [], True
+        for s in sides:
+            if (self.learners.loc[(self.learners.family == family) & (self.learners.learner == s["learner"]), "regime"]
+                    .isin(LEARNED).any()):
+                if not self.judged(family, s["learner"], s["mode"]):
+                    ok = False
+                    why.append(f"{s['learner']}: {self.seeds.get((family, s['learner'], s['mode']), 0)} training "
+                               f"seed(s), fewer than {self.o.min_seeds}")
+                    continue
+                good, text = self.competence(family, s["learner"], n, s["mode"], s["context"], s["step"])
+                ok &= good
+                why.append(text if good else f"not competent: {text}")
+        return bool(ok), "; ".join(why) or "reference learners only"
 
 
-def _gate(cells: Cells, rec: dict, learners: list[tuple[str, str]]) -> dict:
-    """Mark a comparison judged only when every (learner, mode) in it is competent."""
-    why = []
-    ok = True
-    for name, mode in learners:
-        good, text = cells.competence(rec["family"], name, mode)
-        ok &= good
-        if not good:
-            why.append(text)
-    rec["judged"] = bool(ok)
-    if why:
-        rec["precondition failed"] = "; ".join(why)
-    return rec
+def side_label(s: dict) -> str:
+    out = s["learner"]
+    if s.get("mode", "iterative") == "one_shot":
+        out += f" [one-shot, {s.get('context', 'all')}]"
+    if s.get("step") is not None:
+        out += f" step {s['step']}"
+    return out
+
+
+def fmt_effect(r: dict) -> str:
+    """'-23% [-30%, -15%]' (relative) or '-0.012 [-0.02, -0.004]'."""
+    if r.get("scale") == "relative":
+        return f"{100 * r['effect']:+.1f}% [{100 * r['lo']:+.1f}%, {100 * r['hi']:+.1f}%]"
+    return f"{r['effect']:+.3g} [{r['lo']:+.3g}, {r['hi']:+.3g}]"
+
+
+# ---------------------------------------------------------------------------- the rule
+
+
+def judge(records: list[dict], test: str, options: Options) -> tuple[str, str]:
+    """(verdict, why) of one claim from its primary comparisons (module docstring)."""
+    if not records:
+        return "inconclusive", "no primary comparison could be made"
+    alpha = (1 - options.level) / 2
+    judged = [r for r in records if r.get("judged") and r.get("se") is not None and math.isfinite(r["se"])]
+    if test == "equivalence":
+        m = options.history_margin
+        p_in = [max(r["_effect"].p_greater(-m), r["_effect"].p_less(m)) if r in judged else math.nan for r in records]
+        p_out = ([r["_effect"].p_less(-m) if r in judged else math.nan for r in records]
+                 + [r["_effect"].p_greater(m) if r in judged else math.nan for r in records])
+    else:
+        p_in = [r["p_a_better"] if r in judged else math.nan for r in records]
+        p_out = [r["p_b_better"] if r in judged else math.nan for r in records]
+    adj_in, adj_out = stats.holm(p_in), stats.holm(p_out)
+    k = len(records)
+    for i, r in enumerate(records):
+        r["p_holm"] = adj_in[i]
+        r["p_holm_opposite"] = min(adj_out[i], adj_out[i + k]) if test == "equivalence" else adj_out[i]
+        r["shows"] = ("claimed" if adj_in[i] <= alpha else "opposite" if r["p_holm_opposite"] <= alpha
+                      else "neither") if r in judged else "not judged"
+    against = [r for r in records if r["shows"] == "opposite"]
+    unjudged = [r for r in records if r["shows"] == "not judged"]
+    if against:
+        return "contradicted", f"{len(against)} of {k} primary comparison(s) show the opposite at the corrected level"
+    if not unjudged and all(r["shows"] == "claimed" for r in records):
+        return "reproduced", f"all {k} primary comparison(s) show the claimed effect at the corrected level"
+    parts = [f"{sum(r['shows'] == 'claimed' for r in records)} of {k} show the claimed effect"]
+    if unjudged:
+        parts.append(f"{len(unjudged)} not judged ({unjudged[0]['why']})")
+    return "inconclusive", "; ".join(parts)
+
+
+def primary_comparisons(cells: Cells, claim: str) -> list[dict]:
+    """The claim's pre-registered comparisons, computed (an absent row gives an unjudged record)."""
+    out = []
+    for spec in cells.o.primary:
+        if str(spec["claim"]) != claim:
+            continue
+        a, b = dict(spec["a"]), dict(spec["b"])
+        rec = cells.compare(spec["family"], spec["split"], int(spec["n"]), a, b, spec.get("metric"))
+        if rec is None:
+            rec = {"family": spec["family"], "split": spec["split"], "n": int(spec["n"]),
+                   "metric": spec.get("metric") or cells.primary.get(spec["family"]), "A": side_label(a),
+                   "B": side_label(b), "judged": False, "why": "a side was not evaluated at this cell", "se": None}
+        rec.update(role="primary", claim=claim, test=spec.get("test", "a_better"), where=spec.get("why", ""))
+        out.append(rec)
+    return out
+
+
+def _text(records: list[dict]) -> str:
+    out = []
+    for r in records:
+        eff = fmt_effect(r) if r.get("se") is not None and math.isfinite(r.get("se") or math.nan) else "no interval"
+        out.append(f"{r['family']} {r['split']} n = {r['n']}: {r['A']} vs {r['B']} ({r['metric']}) {eff}, "
+                   f"{r.get('shows', 'not judged')}")
+    return "; ".join(out)
+
+
+def _result(claim: str, test: str, records: list[dict], secondary: list[dict], options: Options) -> dict:
+    kind = records[0]["test"] if records else "a_better"
+    verdict, why = judge(records, kind, options)
+    rule = ("equivalence: two one-sided tests against +-{:.0%}".format(options.history_margin) if kind == "equivalence"
+            else "directional: A better than B")
+    return {"claim": claim, "title": TITLES[claim], "test": test + f" Rule: {rule}, Holm over the primaries, "
+            f"one-sided tests at {(1 - options.level) / 2:g}.", "precondition":
+            f">= {options.min_seeds} training seeds; each learner closes >= {options.competence_gap:.0%} of the "
+            "trivial-to-reference gap on validation tasks at the compared n", "verdict": verdict,
+            "effect": [_public(r) for r in records], "numbers": [_public(r) for r in records + secondary],
+            "explanation": f"{why}. Primary: {_text(records)}" + (f". {len(secondary)} secondary comparison(s), "
+                                                                  "reported, deciding nothing" if secondary else "")}
+
+
+def _public(r: dict) -> dict:
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items() if not k.startswith("_")}
+
+
+# ---------------------------------------------------------------------------- secondary comparisons
 
 
 def _learned(cells: Cells, **cols) -> pd.DataFrame:
-    """Learned learners (not nominal, with enough seeds) whose columns match ``cols``."""
+    """Learned learners (not nominal) whose columns match ``cols``."""
     L = cells.learners
     sel = L.regime.isin(LEARNED) & ~L.nominal.astype(bool)
     for k, v in cols.items():
         sel &= L[k].isin(v) if isinstance(v, (list, tuple, set)) else (L[k] == v)
-    out = L[sel]
-    keep = np.array([cells.judged(r.family, r.learner, r.mode) for r in out.itertuples()], dtype=bool)
-    return out[keep] if len(out) else out
+    return L[sel]
 
 
-def _unseeded(cells: Cells) -> list[str]:
-    L = cells.learners[cells.learners.regime.isin(LEARNED)]
-    return sorted(f"{r.family}/{r.learner}" for r in L.itertuples() if not cells.judged(r.family, r.learner, r.mode))
+def _secondary(cells: Cells, claim: str, family, split, n, a: dict, b: dict, where: str, metric=None) -> list[dict]:
+    rec = cells.compare(family, split, n, a, b, metric)
+    if rec is None:
+        return []
+    rec.update(role="secondary", claim=claim, where=where, shows="secondary")
+    return [rec]
 
 
-def _summary(records: list[dict]) -> str:
-    judged = [r for r in records if r.get("judged", True)]
-    n = {o: sum(r["outcome"] == o for r in judged) for o in ("A better", "B better", "no clear difference")}
-    skipped = len(records) - len(judged)
-    return (f"{len(judged)} judged: A better in {n['A better']}, B better in {n['B better']}, unclear in "
-            f"{n['no clear difference']}" + (f"; {skipped} not judged (precondition)" if skipped else ""))
+def _horizon_ns(cells, family, learner) -> list[int]:
+    ns = cells.ns(family, learner)
+    return sorted({n for n in ns if n <= cells.n_ctx(family)} | ({max(ns)} if ns else set()))
 
 
-# ---------------------------------------------------------------------------- the six claims
-
-
-def claim_more_steps(cells: Cells) -> dict:
-    """1. More refinement steps improve results, in- and out-of-distribution, in all three regimes.
-
-    (a) Each learned iterative learner (Markovian, no hand-written term), each split, each n: the
-    error after the last doubling of steps (n/B) against before it (n/(2B)), paired. (b) Against the
-    one-shot twin of the same family, regime, signal and state reading all n points at once, at the
-    training context n_ctx and at every larger n evaluated; the crossover n is the smallest n from
-    which the iterative learner is better. Judged: (a) at the largest n; (b) at the largest n.
-    """
-    title = "More refinement steps improve results, in- and out-of-distribution, in all three regimes"
-    o = cells.o
-    it = _learned(cells, mode="iterative", history=0)
-    doubling, twins, parts, lines = [], [], {}, []
-    for r in it.itertuples():
-        ns = cells.ns(r.family, r.learner)
+def secondary_steps(cells: Cells) -> list[dict]:
+    """Claim 1: each learned iterative learner after its last doubling of steps, and against its one-shot
+    twin (same family, regime, signal, state), every split, n_ctx and the largest n."""
+    out = []
+    for r in _learned(cells, mode="iterative", history=0).itertuples():
+        twins = _learned(cells, mode="one_shot", family=r.family, regime=r.regime, signal=r.signal, state=r.state)
         for split in cells.splits(r.family):
-            for n in ns:
+            for n in _horizon_ns(cells, r.family, r.learner):
                 steps = cells.last.get((r.family, split, r.learner, "iterative", "all", n), 1)
-                if steps < 2:
-                    continue
-                rec = cells.compare(r.family, split, n, r.learner, r.learner, a_step=int(steps), b_step=int(steps) // 2)
-                if rec:
-                    rec["where"] = f"{r.regime}: step {int(steps)} vs {int(steps) // 2}"
-                    rec["A"], rec["B"] = f"{r.learner} step {int(steps)}", f"{r.learner} step {int(steps) // 2}"
-                    doubling.append(_gate(cells, rec, [(r.learner, "iterative")]))
-        one = _learned(cells, mode="one_shot", family=r.family, regime=r.regime, signal=r.signal, state=r.state)
-        for tw in one.itertuples():
-            n_ctx = cells.n_ctx(r.family)
+                if steps >= 2:
+                    out += _secondary(cells, "1", r.family, split, n, {"learner": r.learner, "step": int(steps)},
+                                      {"learner": r.learner, "step": int(steps) // 2}, f"{r.regime}: last doubling")
+                for tw in twins.itertuples():
+                    out += _secondary(cells, "1", r.family, split, n, {"learner": r.learner},
+                                      {"learner": tw.learner, "mode": "one_shot"}, f"{r.regime}: vs one-shot twin")
+    return out
+
+
+def secondary_gain(cells: Cells) -> list[dict]:
+    """Claims 1-2: what the hand-written gain b/(n + b) buys: each learner against its twin trained with
+    a constant gain (same family, regime, signal, state, history), every split, n_ctx and the largest n."""
+    if "gain" not in cells.learners.columns:
+        return []
+    out = []
+    L = _learned(cells, mode="iterative")
+    for r in L[L.gain == "inverse_step"].itertuples():
+        twin = L[(L.family == r.family) & (L.regime == r.regime) & (L.signal == r.signal) & (L.state == r.state)
+                 & (L.history == r.history) & (L.gain == "constant")]
+        for c in twin.itertuples():
             for split in cells.splits(r.family):
-                recs = []
-                for n in [n for n in cells.ns(r.family, r.learner) if n >= n_ctx]:
-                    rec = cells.compare(r.family, split, n, r.learner, tw.learner, b_mode="one_shot", b_context="all")
-                    if rec:
-                        rec["where"] = f"{r.regime}: iterative vs one-shot twin, n = {n // n_ctx}x n_ctx"
-                        recs.append(_gate(cells, rec, [(r.learner, "iterative"), (tw.learner, "one_shot")]))
-                better = [x["n"] for x in recs if x["outcome"] == "A better"]
-                cross = min(better) if better and all(x["outcome"] == "A better" for x in recs if x["n"] >= min(better)) else None
-                for x in recs:
-                    x["crossover n"] = cross
-                twins += recs
-                if recs:
-                    lines.append(f"{r.family}/{r.learner} vs {tw.learner} ({split}): crossover n = {cross or 'none'}")
-    for regime in LEARNED:
-        at_max = []
-        for group in (doubling, twins):
-            sel = [x for x in group if x["where"].startswith(regime)]
-            for key in {(x["family"], x["split"], x["A"].split(" step")[0]) for x in sel}:
-                cell = [x for x in sel if (x["family"], x["split"], x["A"].split(" step")[0]) == key]
-                at_max.append(max(cell, key=lambda x: x["n"]))
-        parts[regime] = directional(at_max) if at_max else "inconclusive"
-    missing = [r for r, v in parts.items() if not any(x["where"].startswith(r) for x in doubling + twins)]
-    verdict = combine(list(parts.values()))
-    test = ("(a) every learned iterative learner (Markovian, no hand-written term, >= "
-            f"{o.min_seeds} seeds), every split and n: error after n/B steps vs after n/(2B) (the last doubling); "
-            "(b) iterative vs its one-shot twin (same family, regime, signal, state) reading all n points, at "
-            "n = n_ctx and every larger n evaluated. Paired over tasks, bootstrap over tasks and seeds, "
-            f"{o.level:.0%} interval. Judged at the largest n: reproduced when, in each of the three regimes, "
-            "every judged comparison shows the later step (a) and the iterative learner (b) better; contradicted "
-            "when one shows the opposite.")
-    pre = f"every learner in a comparison within {o.competence_factor:g}x the reference at n_ctx (prediction families)"
-    text = "; ".join([f"{r}: {v}" for r, v in parts.items()]
-                     + [f"doublings: {_summary(doubling)}", f"one-shot twins: {_summary(twins)}"] + lines
-                     + ([f"regime(s) without judged rows: {', '.join(missing)}"] if missing else [])
-                     + ([f"not judged (< {o.min_seeds} seeds): {', '.join(_unseeded(cells))}"] if _unseeded(cells) else []))
-    return _result("1", title, test, pre, verdict, doubling + twins, text)
+                for n in _horizon_ns(cells, r.family, r.learner):
+                    out += _secondary(cells, "1", r.family, split, n, {"learner": r.learner}, {"learner": c.learner},
+                                      f"{r.regime}: gain b/(n+b) vs constant")
+    return out
 
 
-def claim_signal(cells: Cells) -> dict:
-    """2. Observations beat gradients in low dimension; gradients help in high dimension or with few points.
-
-    Parametric iterative learners without the hand-written term, signals obs / grad / both, split id,
-    per family kind with two or more dims d. (a) lowest d, largest n: obs against grad. (b) highest d,
-    fewest points (the smallest n, at most 2d): grad against obs. Every d and n is reported; 'both is
-    best' is reported (both against obs and against grad), not judged.
-    """
-    title = "Observations beat gradients in low dimension; gradients help in high dimension or with few points"
-    o = cells.o
+def secondary_signal(cells: Cells) -> list[dict]:
+    """Claim 2: parametric obs / grad / both at every d and n, split id."""
+    out = []
     p = _learned(cells, mode="iterative", regime="parametric", history=0, signal=["obs", "grad", "both"])
-    p = p[~p.kind.isin(IMPLICIT_ONLY_KINDS)]
-    numbers, low, high = [], [], []
-    for kind, g in p.groupby("kind"):
-        by_dim = {d: {r.signal: r for r in gd.itertuples()} for d, gd in g.groupby("dim")}
-        dims = sorted(d for d, s in by_dim.items() if {"obs", "grad"} <= set(s))
-        if len(dims) < 2:
-            continue
-        for d in dims:
-            s = by_dim[d]
-            fam = s["obs"].family
-            for n in cells.ns(fam, s["obs"].learner):
-                for a, b in (("obs", "grad"), ("both", "obs"), ("both", "grad")):
-                    if a not in s or b not in s:
-                        continue
-                    rec = cells.compare(fam, "id", n, s[a].learner, s[b].learner)
-                    if rec:
-                        rec["where"] = f"d = {d}: {a} vs {b}"
-                        numbers.append(_gate(cells, rec, [(s[a].learner, "iterative"), (s[b].learner, "iterative")]))
-        lo_d, hi_d = dims[0], dims[-1]
-        cand = [x for x in numbers if x["where"] == f"d = {lo_d}: obs vs grad"]
-        if cand:
-            low.append(max(cand, key=lambda x: x["n"]))
-        few = min((x for x in numbers if x["where"] == f"d = {hi_d}: obs vs grad"), key=lambda x: x["n"], default=None)
-        if few:  # grad against obs, computed that way round: a relative effect does not flip by its sign
-            s = by_dim[hi_d]
-            rec = cells.compare(s["grad"].family, "id", few["n"], s["grad"].learner, s["obs"].learner)
-            rec["where"] = f"d = {hi_d}: grad vs obs (fewest points)"
-            high.append(_gate(cells, rec, [(s["grad"].learner, "iterative"), (s["obs"].learner, "iterative")]))
-    test = ("Parametric iterative learners without the hand-written gradient term (>= "
-            f"{o.min_seeds} seeds), split id: (a) at the lowest d and the largest n, obs vs grad; (b) at the highest d "
-            "and the fewest points (smallest n), grad vs obs. Paired over tasks, bootstrap over tasks and seeds. "
-            "Reproduced when (a) shows obs better and (b) grad better; contradicted when either shows the opposite." + ONLY)
-    pre = f"both learners within {o.competence_factor:g}x the reference at n_ctx"
-    if not low or not high:
-        return _result("2", title, test, pre, "inconclusive", numbers,
-                       "needs parametric obs and grad learners (no hand-written term) at two or more dims")
-    verdict = combine([directional(low), directional(high)])
-    text = (f"(a) {low[0]['where']} at n = {low[0]['n']}: {low[0]['outcome']}, effect {fmt_effect(low[0])}; "
-            f"(b) {high[0]['where']} at n = {high[0]['n']}: {high[0]['outcome']}, effect {fmt_effect(high[0])}"
-            + "".join(f" [{x['precondition failed']}]" for x in low + high if "precondition failed" in x)
-            + f"; all d and n: {_summary(numbers)}")
-    return _result("2", title, test, pre, verdict, low + high + numbers, text, effect=[low[0], high[0]])
+    p = p[~p.kind.isin(IMPLICIT_ONLY_KINDS) & (p.get("gain", "inverse_step") != "constant")]
+    for fam, g in p.groupby("family"):
+        by = {r.signal: r.learner for r in g.itertuples()}
+        for a, b in (("obs", "grad"), ("both", "obs"), ("both", "grad")):
+            if a in by and b in by:
+                for n in cells.ns(fam, by[a]):
+                    out += _secondary(cells, "2", fam, "id", n, {"learner": by[a]}, {"learner": by[b]},
+                                      f"d = {g.dim.iloc[0]}: {a} vs {b}")
+    return out
 
 
-def claim_parametric_explicit(cells: Cells) -> dict:
-    """3. Parametric beats explicit.
-
-    Iterative learners of the two regimes with the same family and signal (no hand-written term),
-    every split, at n_ctx and at the largest n. Judged only where the explicit learner at least
-    matches its own one-shot twin (same family and signal) at n_ctx: an explicit learner worse than
-    its one-shot twin is broken, and beating it says nothing about the regime.
-    """
-    title = "Parametric beats explicit"
-    o = cells.o
+def secondary_regimes(cells: Cells) -> list[dict]:
+    """Claim 3: parametric against explicit iterative learners of the same family and signal."""
+    out = []
     par = _learned(cells, mode="iterative", regime="parametric", history=0)
-    exp = _learned(cells, mode="iterative", regime="explicit", history=0)
-    recs, pre_lines = [], []
-    for e in exp.itertuples():
-        if e.kind in IMPLICIT_ONLY_KINDS:
-            continue
-        twin = _learned(cells, mode="one_shot", regime="explicit", family=e.family, signal=e.signal)
-        n_ctx = cells.n_ctx(e.family)
-        ok_twin, why = False, f"{e.family}/{e.learner}: no one-shot explicit twin with signal {e.signal}"
-        if not twin.empty:
-            chk = cells.compare(e.family, "id", n_ctx, twin.learner.iloc[0], e.learner, a_mode="one_shot")
-            if chk:
-                ok_twin = chk["outcome"] != "A better"
-                why = (f"{e.family}/{e.learner} vs its one-shot twin {twin.learner.iloc[0]} at n_ctx: "
-                       f"twin effect {fmt_effect(chk)} ({'matches' if ok_twin else 'twin better: explicit learner broken'})")
-        pre_lines.append(why)
+    for e in _learned(cells, mode="iterative", regime="explicit", history=0).itertuples():
         for p in par[(par.family == e.family) & (par.signal == e.signal)].itertuples():
             for split in cells.splits(e.family):
-                ns = cells.ns(e.family, p.learner)
-                for n in sorted({n_ctx, max(ns)} & set(ns)):
-                    rec = cells.compare(e.family, split, n, p.learner, e.learner)
-                    if rec:
-                        rec["where"] = f"parametric vs explicit ({e.signal})"
-                        rec = _gate(cells, rec, [(p.learner, "iterative"), (e.learner, "iterative")])
-                        if not ok_twin:
-                            rec["judged"] = False
-                            rec["precondition failed"] = why
-                        recs.append(rec)
-    test = ("Parametric vs explicit iterative learners with the same family and signal (no hand-written term, >= "
-            f"{o.min_seeds} seeds), every split, at n_ctx and the largest n, paired. Reproduced when every judged "
-            "comparison shows parametric better; contradicted when one shows explicit better." + ONLY)
-    pre = ("the explicit learner is not beaten by its own one-shot twin at n_ctx, and both learners are within "
-           f"{o.competence_factor:g}x the reference at n_ctx")
-    if not recs:
-        return _result("3", title, test, pre, "inconclusive", [], "no parametric and explicit learners with a common signal")
-    verdict = directional(recs)
-    return _result("3", title, test, pre, verdict, recs, f"parametric (A) vs explicit (B): {_summary(recs)}; "
-                   + "; ".join(pre_lines))
+                for n in _horizon_ns(cells, e.family, e.learner):
+                    out += _secondary(cells, "3", e.family, split, n, {"learner": p.learner}, {"learner": e.learner},
+                                      f"parametric vs explicit ({e.signal})")
+    return out
 
 
-def claim_history(cells: Cells) -> dict:
-    """4. A history window barely helps: an equivalence test.
-
-    Each learner with a window (history > 0) against the Markovian learner of the same family,
-    regime, signal, state and nominal flag, every split, at the largest n. Reproduced when every
-    interval of the relative change lies inside +- ``history_margin``; contradicted when one lies
-    wholly below -margin (the window helps more than "barely"); a window that hurts beyond the
-    margin is no reproduction (inconclusive, said so).
-    """
-    title = "A history window barely helps"
-    o = cells.o
-    L = cells.learners
-    hist = L[L.regime.isin(LEARNED) & (L.history > 0) & (L["mode"] == "iterative")]
-    recs = []
-    for h in hist.itertuples():
-        if not cells.judged(h.family, h.learner) or h.kind in IMPLICIT_ONLY_KINDS:
-            continue
+def secondary_history(cells: Cells) -> list[dict]:
+    """Claim 4: each learner with a window against its Markovian twin."""
+    out = []
+    L = _learned(cells, mode="iterative")
+    for h in L[L.history > 0].itertuples():
         base = L[(L.family == h.family) & (L.regime == h.regime) & (L.signal == h.signal) & (L.state == h.state)
-                 & (L.nominal == h.nominal) & (L.history == 0) & (L["mode"] == "iterative")]
+                 & (L.history == 0)]
         for b in base.itertuples():
-            if not cells.judged(b.family, b.learner):
-                continue
             for split in cells.splits(h.family):
-                ns = cells.ns(h.family, h.learner)
-                rec = cells.compare(h.family, split, max(ns), h.learner, b.learner) if ns else None
-                if rec:
-                    rec["where"] = "history window vs Markovian"
-                    inside = -o.history_margin < rec["lo"] and rec["hi"] < o.history_margin
-                    rec["equivalence"] = ("within margin" if inside else "helps beyond margin" if rec["hi"] < -o.history_margin
-                                          else "hurts beyond margin" if rec["lo"] > o.history_margin else "undecided")
-                    recs.append(_gate(cells, rec, [(h.learner, "iterative"), (b.learner, "iterative")]))
-    test = (f"Equivalence: each history > 0 learner (>= {o.min_seeds} seeds) vs the Markovian learner with the same "
-            "family/regime/signal/state/nominal flag, every split, largest n, paired; relative change of the error and "
-            f"its {o.level:.0%} interval. Reproduced when every interval lies within +-{o.history_margin:.0%}; "
-            f"contradicted when one lies wholly below -{o.history_margin:.0%} (helps more than barely). A window that "
-            "hurts beyond the margin is not a reproduction (inconclusive)." + ONLY)
-    pre = f"both learners within {o.competence_factor:g}x the reference at n_ctx"
-    if not recs:
-        return _result("4", title, test, pre, "inconclusive", [], "no learner with a history window and its Markovian twin")
-    judged = [r for r in recs if r["judged"]]
-    kinds = [r["equivalence"] for r in judged]
-    if "helps beyond margin" in kinds:
-        verdict = "contradicted"
-    elif judged and len(judged) == len(recs) and all(k == "within margin" for k in kinds):
-        verdict = "reproduced"
-    else:
-        verdict = "inconclusive"
-    text = "; ".join(f"{r['family']} {r['split']}: {r['A']} vs {r['B']} {fmt_effect(r)} ({r['equivalence']}"
-                     + (f"; {r['precondition failed']}" if "precondition failed" in r else "") + ")" for r in recs)
-    return _result("4", title, test, pre, verdict, recs, text)
+                for n in _horizon_ns(cells, h.family, h.learner):
+                    out += _secondary(cells, "4", h.family, split, n, {"learner": h.learner}, {"learner": b.learner},
+                                      "history window vs Markovian")
+    return out
 
 
-def claim_logits(cells: Cells) -> dict:
-    """5. Logits are the best implicit state.
-
-    Implicit iterative learners of the classification families: state logits against each other
-    state (probs: a convex-mixture update on the simplex; hidden), same family, every split, at the
-    largest n, on the error rate and the NLL, paired. Needs two or more classification families.
-    Reproduced when logits is better on at least one metric and worse on none, in every judged
-    comparison; contradicted when another state is better on the error rate.
-    """
-    title = "Logits are the best implicit state"
-    o = cells.o
+def secondary_states(cells: Cells) -> list[dict]:
+    """Claim 5: implicit logits against every other state, classification families, error rate and NLL."""
+    out = []
     imp = _learned(cells, mode="iterative", regime="implicit", history=0)
-    imp = imp[~imp.kind.isin(IMPLICIT_ONLY_KINDS)]
-    recs, fams, parts = [], set(), []
-    for fam, g in imp.groupby("family"):
+    for fam, g in imp[~imp.kind.isin(IMPLICIT_ONLY_KINDS)].groupby("family"):
         if cells.primary.get(fam) != "error_rate":
             continue
-        logits = g[g.state == "logits"]
-        for lg in logits.itertuples():
+        for lg in g[g.state == "logits"].itertuples():
             for other in g[g.state != "logits"].itertuples():
                 for split in cells.splits(fam):
-                    ns = cells.ns(fam, lg.learner)
-                    pair = []
-                    for metric in ("error_rate", "nll"):
-                        rec = cells.compare(fam, split, max(ns), lg.learner, other.learner, metric=metric) if ns else None
-                        if rec:
-                            rec["where"] = f"logits vs {other.state} ({metric})"
-                            pair.append(_gate(cells, rec, [(lg.learner, "iterative"), (other.learner, "iterative")]))
-                    if pair:
-                        fams.add(fam)
-                        recs += pair
-                        if not all(r["judged"] for r in pair):
-                            parts.append("inconclusive")
-                        elif any(r["metric"] == "error_rate" and r["outcome"] == "B better" for r in pair):
-                            parts.append("contradicted")
-                        elif any(r["outcome"] == "A better" for r in pair) and not any(r["outcome"] == "B better" for r in pair):
-                            parts.append("reproduced")
-                        else:
-                            parts.append("inconclusive")
-    test = (f"Implicit iterative learners (>= {o.min_seeds} seeds) of each classification family: logits vs each other "
-            "state (probs, hidden), every split, largest n, on error rate and NLL, paired. Reproduced when logits is "
-            "better on at least one metric and worse on neither in every judged comparison, in two or more families; "
-            "contradicted when another state has the lower error rate." + ONLY)
-    pre = f"both learners within {o.competence_factor:g}x the reference (MAP) at n_ctx"
-    if not recs:
-        return _result("5", title, test, pre, "inconclusive", [], "no implicit learner with state logits and another state")
-    verdict = combine(parts)
-    if verdict == "reproduced" and len(fams) < 2:
-        verdict = "inconclusive"
-    text = (f"{len(fams)} classification famil{'y' if len(fams) == 1 else 'ies'}; " + "; ".join(
-        f"{r['family']} {r['split']} {r['where']}: {fmt_effect(r)}" for r in recs))
-    return _result("5", title, test, pre, verdict, recs, text)
+                    for n in _horizon_ns(cells, fam, lg.learner):
+                        for metric in ("error_rate", "nll"):
+                            out += _secondary(cells, "5", fam, split, n, {"learner": lg.learner},
+                                              {"learner": other.learner}, f"logits vs {other.state}", metric)
+    return out
 
 
-def claim_cost_scaling(scaling: dict | None, options: Options = Options()) -> dict:
-    """6. Iterating is about K times cheaper than one shot, judged where attention dominates.
-
-    ``scaling`` is the JSON of ``iai bench cost`` (one iterative learner per regime against its
-    one-shot twin, n doubling to tens of thousands; its ``claim6`` holds the fitted slopes and
-    ratios). Per regime at the largest n where both ran: the time ratio R within K/factor .. K*factor,
-    or log-log slopes of time within the tolerance of 2 (one shot) and 1 (iterative). Reproduced when
-    every regime passes; contradicted when a regime's one shot is not slower than iterating at all
-    (R < 1) or passes neither rule; inconclusive without measurements.
-    """
-    title = "Iterating is about K times cheaper than one shot over the same data"
-    factor, slope_tol = options.cost_factor, options.cost_slope_tolerance
-    if not scaling:
-        return _result("6", title, "`iai bench cost`", "-", "inconclusive", [], "no cost scaling measured")
-    c6 = scaling["claim6"]
-    recs = []
-    for regime, r in c6["regimes"].items():
-        k, ratio = r["K_at_largest"], r["time_ratio_at_largest"]
-        s_it, s_os = r["slope_iterative"], r["slope_one_shot"]
-        if k is None or ratio is None:
-            continue
-        ok = (k / factor <= ratio <= k * factor) or (abs(s_os - 2) <= slope_tol and abs(s_it - 1) <= slope_tol)
-        recs.append({"regime": regime, "n": int(r["largest_n_both"]), "K = n/B": k, "time ratio R": ratio,
-                     "FLOP ratio": r["flop_ratio_at_largest"], "slope (iterative)": s_it, "slope (one-shot)": s_os,
-                     "memory ratio": r["memory_ratio_at_largest"], "passes": bool(ok)})
-    lo, hi = c6["fit_range"]
-    test = (f"`iai bench cost` ({scaling.get('device_name', scaling.get('device'))}): an iterative learner per regime "
-            f"(B = {scaling['batch_size']}) against its one-shot twin on the same tasks, n doubling to {max(scaling['n'])}. "
-            f"At the largest n where both ran: time ratio R = t_one_shot / t_iterative against K = n/B. Passes when "
-            f"K/{factor:g} <= R <= {factor:g}K, or when the log-log slopes of time against n over n = {lo}..{hi} are "
-            f"2 +- {slope_tol:g} (one shot) and 1 +- {slope_tol:g} (iterative). Reproduced when every regime passes; "
-            "contradicted when one fails.")
-    if not recs:
-        return _result("6", title, test, "-", "inconclusive", [], "the cost scaling measured no pair")
-    verdict = "reproduced" if all(r["passes"] for r in recs) else "contradicted"
-    text = "; ".join(f"{r['regime']}: R = {r['time ratio R']:.3g} at n = {r['n']} (K = {r['K = n/B']:g}; counted FLOPs "
-                     f"{r['FLOP ratio']:.3g}), slopes {r['slope (one-shot)']:.2f} (one shot) vs {r['slope (iterative)']:.2f} "
-                     f"(iterative), peak memory ratio {r['memory ratio']:.3g}" for r in recs)
-    return _result("6", title, test, "timings on one quiet machine (the job takes every core)", verdict, recs, text)
+# ---------------------------------------------------------------------------- the claims
 
 
-def evaluate_claims(tasks: pd.DataFrame, options: dict | None = None, cost_scaling: dict | None = None) -> list[dict]:
-    """All six claims from the per-task table; ``options`` is the params' ``report:`` section
-    (:class:`Options`), ``cost_scaling`` the JSON of ``iai bench cost`` (claim 6)."""
-    o = Options.from_dict(options)
+TEST_TEXT = {
+    "1": "Each regime's iterative learner (n_ctx / B steps) against its one-shot twin (the same architecture "
+         "reading all n_ctx points at once), in and out of distribution, at n = n_ctx.",
+    "1b": "Each regime's iterative learner after reading 8x its training context against itself at n_ctx, "
+          "on the same rollout (a later step against an earlier one).",
+    "2": "Parametric learners reading observations against the same reading gradients: obs better at the "
+         "lowest d, grad better at the highest d, at n = n_ctx.",
+    "3": "Parametric against explicit iterative learners of the same signal (obs with obs, both with both), "
+         "at n = n_ctx.",
+    "4": "The learner with a history window against the same learner without, at n = n_ctx.",
+    "5": "The implicit learner carrying logits against the same learner carrying probabilities (a convex "
+         "mixture, and the same residual update renormalized on the simplex), classification families, "
+         "error rate and NLL, at n = n_ctx.",
+}
+SECONDARY = {"1": (secondary_steps, secondary_gain), "1b": (), "2": (secondary_signal,), "3": (secondary_regimes,),
+             "4": (secondary_history,), "5": (secondary_states,)}
+
+
+def evaluate_claims(tasks: pd.DataFrame, options: dict | Options | None = None,
+                    cost_scaling: dict | None = None, secondary: bool = True) -> list[dict]:
+    """Every claim (:data:`CLAIMS`, in order) from the per-task table; ``options`` is the params'
+    ``report:`` section (:class:`Options`), ``cost_scaling`` the JSON of ``iai bench cost`` (claim 6);
+    ``secondary=False`` computes the primary comparisons only (the verdicts are the same)."""
+    o = options if isinstance(options, Options) else Options.from_dict(options)
     quality = tasks[~tasks.metric.isin(["wall_time_s", "peak_memory_mb"])]
     cells = Cells(quality, o)
     pred = Cells(prediction(quality), o) if not quality.empty else cells
-    return [claim_more_steps(cells), claim_signal(pred), claim_parametric_explicit(pred), claim_history(pred),
-            claim_logits(pred), claim_cost_scaling(cost_scaling, o)]
+    out = []
+    for claim in CLAIMS[:-1]:
+        records = primary_comparisons(cells, claim)
+        base = cells if claim in ("1", "1b") else pred
+        more = [r for f in SECONDARY[claim] for r in f(base)] if secondary else []
+        out.append(_result(claim, TEST_TEXT[claim], records, more, o))
+    out.append(judge_cost(cost_scaling, {"level": o.level, "cost_flop_factor": o.cost_flop_factor,
+                                         "cost_slope_tolerance": o.cost_slope_tolerance}))
+    return out
 
+
+SENSITIVITY = {  # alternative reasonable rules: each verdict re-judged under each (fixed with the rule)
+    "competence gap 0.25": {"competence_gap": 0.25},
+    "competence gap 0.75": {"competence_gap": 0.75},
+    "level 0.90": {"level": 0.90},
+    "level 0.99": {"level": 0.99},
+    "n at the largest evaluated": {"n": "largest"},
+}
+
+
+def sensitivity(tasks: pd.DataFrame, options: dict | None, cost_scaling: dict | None = None) -> list[dict]:
+    """Each claim's verdict under the rule in force and under each alternative of :data:`SENSITIVITY`."""
+    o = Options.from_dict(options)
+    largest = int(tasks.loc[tasks.split != VALID_SPLIT, "n_train"].max()) if not tasks.empty else None
+    table = {"rule in force": evaluate_claims(tasks, o, cost_scaling, secondary=False)}
+    for name, change in SENSITIVITY.items():
+        if change.get("n") == "largest":
+            prim = tuple({**p, "n": largest} if p.get("a", {}).get("step") is None and p.get("b", {}).get("step") is None
+                         else p for p in o.primary)
+            alt = replace(o, primary=prim)
+        else:
+            alt = replace(o, **change)
+        table[name] = evaluate_claims(tasks, alt, cost_scaling, secondary=False)
+    return [{"claim": c["claim"], **{name: res[i]["verdict"] for name, res in table.items()}}
+            for i, c in enumerate(table["rule in force"])]
