@@ -262,3 +262,122 @@ def test_references_on_digits_are_far_below_chance():
             errors[split, name] = {r["metric"]: r["value"] for r in rec}["error_rate"]
     assert all(e < 0.35 for e in errors.values()), errors
     assert errors["id", "map"] < 0.2 and errors["id", "knn"] < 0.2, errors
+
+
+# ---------------------------------------------------------------------------- meta-training / evaluation partition
+
+
+def part_rows(fam):
+    """The pool rows of each class in the family's part: {class: set of rows}."""
+    pool = fam.pool()
+    return {int(c): set(pool.table[i, :int(pool.counts[i])].tolist()) for i, c in enumerate(pool.classes)}
+
+
+def test_the_partition_covers_every_class_and_is_fixed():
+    from iai.core.tasks.images import held_out_mask, load_source
+
+    fam = make_family("image_classification", n_classes=5, dim=16, held_out_classes=[7, 8, 9])
+    assert fam.eval_fraction == 0.3 and fam.image_part == "train"
+    _, labels = load_source("digits", "")
+    train, held = part_rows(fam), part_rows(fam.bank_variant())
+    for c in range(10):  # each class: the two parts are disjoint, non-empty and together the whole class
+        members = set(np.flatnonzero(labels == c).tolist())
+        assert train[c] and held[c] and not train[c] & held[c] and train[c] | held[c] == members, c
+        assert len(held[c]) == int(np.floor(0.3 * len(members) + 0.5)), c
+    mask = held_out_mask(labels, 0.3)
+    assert set(np.flatnonzero(mask).tolist()) == set().union(*held.values())
+    # a function of the labels and the fraction alone: not of the global RNGs, the split or the projection
+    torch.manual_seed(123)
+    np.random.seed(123)
+    np.testing.assert_array_equal(held_out_mask(labels, 0.3), mask)
+    assert held_out_mask(labels, 0.2)[~mask].sum() == 0 and held_out_mask(labels, 0.2).sum() < mask.sum()  # nested
+    for other in (*family_splits(fam).values(), fam.variant(dim=8, projection_seed=5), fam.variant(input_noise=0.5)):
+        assert part_rows(other) == train and part_rows(other.bank_variant()) == held
+    # every bank seed stream draws the same held-out images: many tasks cover exactly the held-out part
+    bank = fam.bank_variant()
+    drawn = set()
+    for seed in range(4):
+        index, _ = bank.draw(100, 64, 16, generator(seed))
+        drawn |= set(index.flatten().tolist())
+    assert drawn == set().union(*(held[c] for c in range(7)))  # the seen classes' held-out images, all of them
+    # eval_fraction 0: no partition (both parts are the whole pool)
+    whole = fam.variant(eval_fraction=0.0)
+    assert part_rows(whole) == part_rows(whole.bank_variant()) == {c: train[c] | held[c] for c in range(10)}
+
+
+def test_an_empty_part_is_a_clear_error(tmp_path):
+    fam = make_family("image_classification", n_classes=5)
+    for bad in (0.001, 0.999):  # 0.001 * 178 images of class 0 rounds to none held out; 0.999 to all
+        with pytest.raises(ConfigError, match=r"eval_fraction: expected a fraction that leaves every class images "
+                                              r"in both .* class 0 of digits has 178 images"):
+            fam.variant(eval_fraction=bad)
+    for bad in (1.0, -0.1, True):
+        with pytest.raises(ConfigError, match=r"eval_fraction: expected a fraction in \[0, 1\)"):
+            fam.variant(eval_fraction=bad)
+    with pytest.raises(ConfigError, match="image_part: expected one of"):
+        fam.variant(image_part="test")
+    path = tmp_path / "emb.npz"  # 3 images of class 5: 0.1 holds none of them out
+    np.savez(path, x=np.random.default_rng(0).normal(size=(33, 4)).astype(np.float32), y=np.r_[np.zeros(30, int), [5] * 3])
+    with pytest.raises(ConfigError, match="class 5 of embeddings has 3 images, of which it would hold out 0"):
+        make_family("image_classification", source="embeddings", path=str(path), n_classes=2, eval_fraction=0.1)
+    assert make_family("image_classification", source="embeddings", path=str(path), n_classes=2,
+                       eval_fraction=0.5).bank_variant().pool().counts.tolist() == [15, 2]
+
+
+def test_meta_training_and_tuning_never_draw_a_bank_image(tmp_path, monkeypatch):
+    """The train stage (both samplers) and tune-lr draw only the meta-training part; `iai generate`'s
+    banks (id, ood_classes, ood_shift) only the held-out part, so no bank image is ever trained on."""
+    from iai.params import from_dict
+    from iai.stages.generate import sample_bank, write_bank
+    from iai.stages.train import train_run
+    from iai.stages.tune import tune_learning_rates
+    from iai.core.tasks import build_family
+    from iai.core.tasks.bank import load_bank
+
+    raw = {"seed": 0, "banks": {"n_tasks": 8, "n_train": 64, "n_valid": 16}, "evaluate": {"sizes": [16, 64]},
+           "model": {"width": 16, "depth": 1, "heads": 2, "ff": 32},
+           "train": {"batch_size": 16, "max_steps": 2, "tasks_per_batch": 4, "n_valid": 8, "iterations": 2, "warmup": 1,
+                     "log_every": 1, "checkpoint_every": 2, "threads": 1}}
+    raw["families"] = {"digits": {"kind": "image_classification", "n_classes": 5, "dim": 16, "held_out_classes": [7, 8, 9],
+                                  "eval_fraction": 0.3,
+                                  "splits": {"id": {}, "ood_classes": {"n_novel": 3}, "ood_shift": {"rotate": 45}}}}
+    raw["references"] = {"learners": ["sgd"], "sgd": {"lr": {"digits": 0.1}}, "lr_grid": [0.1]}
+    raw["runs"] = [{"family": "digits", "name": "po", "regime": "parametric", "signal": "obs"},
+                   {"family": "digits", "name": "po_pool", "regime": "parametric", "signal": "obs",
+                    "train": {"sampler": "pool", "iterations": 3}}]
+    params = from_dict(raw, "test")
+    drawn = []  # (image_part, split's rotate, pool rows) of every draw
+    draw = ImageClassificationTasks.draw
+
+    def recording(self, *args):
+        index, labels = draw(self, *args)
+        drawn.append((self.image_part, self.rotate, self.n_novel, set(index.flatten().tolist())))
+        return index, labels
+
+    monkeypatch.setattr(ImageClassificationTasks, "draw", recording)
+    family, splits = build_family(params.family("digits"))
+    for run in params.runs:  # what `iai train` does
+        train_run(run, make_family(family.kind, **params.family("digits").options), tmp_path / "models", device="cpu",
+                  progress=False)
+    tune_learning_rates(params, "digits", ("sgd",), n_tasks=4)
+    training = [rows for part, *_, rows in drawn if part == "train"]
+    assert len(training) == len(drawn) > 5
+    trained = set().union(*training)
+    drawn.clear()
+    bank = sample_bank(params, "digits", splits)
+    assert [(part, rotate, novel) for part, rotate, novel, _ in drawn] == [("eval", 0.0, 0), ("eval", 0.0, 3), ("eval", 45.0, 0)]
+    for (*_, rows), split in zip(drawn, bank):
+        assert rows and not rows & trained, split
+    # the stored bank too: its points are images of the held-out part (rows as the pool holds them)
+    write_bank(params, "digits", tmp_path / "banks")
+    stored = load_bank(tmp_path / "banks" / "digits.pt")["id"]
+    pool = family.bank_variant().pool()
+    held = set().union(*part_rows(family.bank_variant()).values())
+    by_value = {}
+    for row, x in enumerate(pool.x):
+        by_value.setdefault(x.numpy().tobytes(), set()).add(row)
+    for x in torch.cat([stored.x_valid, stored.x_train], 1).flatten(0, 1):
+        assert by_value[x.numpy().tobytes()] & held
+    manifest = json.loads((tmp_path / "banks" / "digits.json").read_text())
+    assert {s["params"]["image_part"] for s in manifest["splits"].values()} == {"eval"}
+    assert manifest["params"]["image_part"] == "train"  # the family learners train on

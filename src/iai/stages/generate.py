@@ -1,7 +1,10 @@
 """``iai generate``: write the fixed evaluation task banks, one file and one manifest per family.
 
 The banks are drawn from the ``bank`` seed stream; meta-training draws fresh tasks from the same
-samplers under a different stream, so no evaluation task is ever trained on.
+samplers under a different stream, so no evaluation task is ever trained on. Each split is sampled
+from its :meth:`~iai.core.tasks.TaskFamily.bank_variant`: the split family itself, except for
+families over a finite data pool (image classification), whose banks draw only the images held out
+of meta-training (``eval_fraction``), so no evaluation image is ever trained on either.
 """
 
 from __future__ import annotations
@@ -17,11 +20,17 @@ from iai.core.tasks.bank import save_bank
 from iai.utils import derive_seed, file_sha256, write_json
 
 
+def bank_families(splits: dict[str, TaskFamily]) -> dict[str, TaskFamily]:
+    """The families a bank's splits are drawn from (:meth:`~iai.core.tasks.TaskFamily.bank_variant`)."""
+    return {split: fam.bank_variant() for split, fam in splits.items()}
+
+
 def sample_bank(params: Params, name: str, splits: dict[str, TaskFamily]) -> dict[str, TaskBatch]:
-    """Every split of one family's bank, each from its own named seed stream."""
+    """Every split of one family's bank, each from its own named seed stream (and from the split
+    family's :meth:`~iai.core.tasks.TaskFamily.bank_variant`)."""
     b = params.banks
     return {split: fam.sample(b["n_tasks"], b["n_train"], b["n_valid"], derive_seed(params.seed, "bank", name, split))
-            for split, fam in splits.items()}
+            for split, fam in bank_families(splits).items()}
 
 
 def write_bank(params: Params, name: str, out_dir: str | Path) -> Path:
@@ -40,7 +49,7 @@ def write_bank(params: Params, name: str, out_dir: str | Path) -> Path:
         "kind": family.kind,
         "params": family.params(),
         "splits": {s: {"params": fam.params(), "seed": derive_seed(params.seed, "bank", name, s)}
-                   for s, fam in splits.items()},
+                   for s, fam in bank_families(splits).items()},
         "sizes": {"n_tasks": params.banks["n_tasks"], "n_train": params.banks["n_train"],
                   "n_valid": params.banks["n_valid"]},
         "root_seed": params.seed,

@@ -168,6 +168,12 @@ class TaskFamily:
     def params(self) -> dict[str, Any]:
         return {"kind": self.kind, **dataclasses.asdict(self)}
 
+    def bank_variant(self) -> "TaskFamily":
+        """The family the fixed evaluation banks (``iai generate``) draw their tasks from: the family
+        itself, unless its tasks come from a finite pool of data that it partitions (image
+        classification: the images held out of meta-training, which every other sampler draws from)."""
+        return self
+
     def sample_inputs(self, n_tasks: int, n_points: int, gen: torch.Generator) -> Tensor:
         shape = (n_tasks, n_points, self.dim)
         if self.input_dist == "gaussian":

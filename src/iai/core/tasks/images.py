@@ -37,11 +37,31 @@ Out-of-distribution splits (:meth:`ImageClassificationTasks.default_splits`):
   ``ood_shift: {source: fashion_mnist, path: data/fashion_mnist}`` for a family on ``mnist`` (same
   28x28 inputs; ``dim`` is kept, so a learner trained on one runs on the other).
 
+Meta-training and evaluation images (``eval_fraction``, default 0.3): the pool is partitioned once,
+per class, into a meta-training part and a held-out evaluation part. A new task is a new label
+permutation of a new draw, but its images come from one finite pool: were the evaluation banks drawn
+from the images meta-training sees, a learned learner could be scored on images it was trained on,
+which flatters "learned learners beat MAP with few points" (MAP never sees them). So every split
+of the ``iai generate`` banks (``id``, ``ood_classes``, ``ood_shift``: the rotated, noised or
+re-sourced images of the same rows) draws only held-out images (:meth:`~ImageClassificationTasks.bank_variant`
+sets ``image_part: eval``), while everything else (meta-training, ``iai tune-lr``'s tasks, the benches:
+the default ``image_part: train``) draws only the rest. The partition (:func:`held_out_mask`) holds
+out, per class, the first ``round(eval_fraction * count)`` of the class's images in a random order
+seeded by ``PARTITION_SEED`` and the class label alone: it is the same for every run seed, seed
+stream and split (a split's rotation or noise keeps the rows; a split over another source partitions
+that source the same way), and a larger fraction holds out a superset. Both parts hold every class
+(held-out classes too: an ``ood_classes`` bank task draws their held-out part), else the family
+raises a ConfigError naming ``eval_fraction``. ``eval_fraction: 0`` turns the partition off (both
+parts are the whole pool: the banks then reuse training images). Digits has about 180 images per
+class, so at 0.3 about 54 per class are held out and 126 train.
+
 Sampling: classes and labels are drawn per task; within a task the valid points are distinct images,
-and the train points are distinct images not among the valid ones, as long as the class has enough
-images; beyond that a class's images repeat (train points first, valid points only when the valid
-points alone exhaust the class). Across tasks images are reused freely. Digits has about 180 images
-per class, so a 5-way task with more than about 900 points repeats images.
+and the train points are distinct images not among the valid ones, as long as the class's part has
+enough images; beyond that the part's images repeat (sampling with replacement: train points first,
+valid points only when the valid points alone exhaust the part). Across tasks images are reused
+freely. A 5-way digits bank task (held-out part) thus holds about 270 distinct images: its 64 valid
+points and about 200 train points are distinct, and the train points of a larger n repeat (at n =
+1024, each about five times); a meta-training task (training part) has about 630 distinct images.
 
 There is no teacher: ``TaskBatch.f_valid`` holds the one-hot valid labels (the truth for real data,
 so a ``target: noiseless`` training run scores against the observed labels) and ``TaskBatch.theta``
@@ -50,6 +70,7 @@ is empty, ``[T, 0, token_dim]``. No metric or learner reads either.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zipfile
 from dataclasses import dataclass
@@ -71,6 +92,8 @@ SOURCES = ("digits", "mnist", "fashion_mnist", "embeddings")
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 NPZ_FORMAT = "an .npz file with arrays x (n, features) float and y (n,) integer class labels"
 _CHUNK = 1 << 22  # random keys per chunk of tasks when drawing each class's order
+PARTITION_SEED = 0  # the fixed seed of the meta-training / evaluation partition (never a run seed)
+IMAGE_PARTS = ("train", "eval")
 
 
 # ---------------------------------------------------------------------------- sources
@@ -179,13 +202,64 @@ def build_pool(source: str, path: str, downscale: int, rotate: float, input_nois
     if dim != x.shape[1]:
         proj = torch.randn(x.shape[1], dim, generator=generator(derive_seed(projection_seed, "projection", x.shape[1], dim)))
         x = x @ (proj / math.sqrt(x.shape[1]))
-    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    classes, table, counts = _class_table(labels, np.arange(len(labels)))
+    return Pool(x=x.contiguous(), y=torch.from_numpy(labels), classes=classes, table=table, counts=counts)
+
+
+def _class_table(labels: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, Tensor, Tensor]:
+    """(classes ``[C]``, table ``[C, L]`` of the ``rows`` of each class, padded with 0, counts ``[C]``)."""
+    classes, inverse, counts = np.unique(labels[rows], return_inverse=True, return_counts=True)
     table = torch.zeros(len(classes), int(counts.max()), dtype=torch.long)
-    order = np.argsort(inverse, kind="stable")
+    order = rows[np.argsort(inverse, kind="stable")]
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     for c, (s, n) in enumerate(zip(starts, counts)):
         table[c, :n] = torch.from_numpy(order[s:s + n])
-    return Pool(x=x.contiguous(), y=torch.from_numpy(labels), classes=classes, table=table, counts=torch.from_numpy(counts))
+    return classes, table, torch.from_numpy(counts)
+
+
+def held_out_counts(labels: np.ndarray, eval_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(classes, images per class, held-out images per class) of the partition of ``labels``."""
+    classes, counts = np.unique(labels, return_counts=True)
+    return classes, counts, np.floor(eval_fraction * counts + 0.5).astype(np.int64)
+
+
+@lru_cache(maxsize=8)
+def _held_out_mask(source: str, path: str, eval_fraction: float) -> np.ndarray:
+    _, labels = load_source(source, path)
+    return held_out_mask(labels, eval_fraction)
+
+
+def held_out_mask(labels: np.ndarray, eval_fraction: float) -> np.ndarray:
+    """The evaluation part of a pool (bool ``[n]``, True = held out of meta-training; module docstring).
+
+    Per class, its images (in dataset order) are put in a random order seeded by
+    ``derive_seed(PARTITION_SEED, "image-partition", class)`` alone, and the first
+    ``round(eval_fraction * count)`` are held out: the partition is a function of the labels and
+    ``eval_fraction`` only (never of a run seed, a split's shift or the projection), and a larger
+    fraction holds out a superset.
+    """
+    mask = np.zeros(len(labels), dtype=bool)
+    classes, _, n_eval = held_out_counts(labels, eval_fraction)
+    for c, k in zip(classes.tolist(), n_eval.tolist()):
+        members = np.flatnonzero(labels == c)
+        rng = np.random.default_rng(derive_seed(PARTITION_SEED, "image-partition", int(c)))
+        mask[members[rng.permutation(len(members))[:k]]] = True
+    return mask
+
+
+@lru_cache(maxsize=8)
+def build_part(source: str, path: str, downscale: int, rotate: float, input_noise: float, dim: int,
+               projection_seed: int, eval_fraction: float, part: str) -> Pool:
+    """The pool of :func:`build_pool` whose class table holds only the rows of one part (``"train"``:
+    the meta-training images, ``"eval"``: the held-out ones; ``eval_fraction`` 0: every row in both).
+    The inputs ``x`` are the whole pool's, so a row index means the same image in every part and split."""
+    pool = build_pool(source, path, downscale, rotate, input_noise, dim, projection_seed)
+    if eval_fraction == 0:
+        return pool
+    held = _held_out_mask(source, path, eval_fraction)
+    classes, table, counts = _class_table(pool.y.numpy(), np.flatnonzero(held if part == "eval" else ~held))
+    assert np.array_equal(classes, pool.classes), "every class has images in both parts (checked by the family)"
+    return dataclasses.replace(pool, table=table, counts=counts)
 
 
 # ---------------------------------------------------------------------------- the family
@@ -234,9 +308,15 @@ class ImageClassificationTasks(ClassificationFamily):
     n_novel: int = 0
     rotate: float = 0.0
     input_noise: float = 0.0
+    eval_fraction: float = 0.3
+    image_part: str = "train"
 
     def __post_init__(self) -> None:
         self._check("source", self.source in SOURCES, f"one of {list(SOURCES)}")
+        self._check("eval_fraction", _is_num(self.eval_fraction, 0) and self.eval_fraction < 1,
+                    "a fraction in [0, 1) (0 = no held-out images)")
+        self._check("image_part", self.image_part in IMAGE_PARTS,
+                    f"one of {list(IMAGE_PARTS)} (set by `iai generate`, not a params option)")
         self._check("path", isinstance(self.path, str), "a string (a folder for mnist/fashion_mnist, an .npz file for embeddings)")
         if self.source in ("mnist", "fashion_mnist", "embeddings") and not self.path:
             what = "an .npz file" if self.source == "embeddings" else f"a folder with the {self.source} IDX files"
@@ -259,6 +339,15 @@ class ImageClassificationTasks(ClassificationFamily):
                     f"at most min(n_classes, number of held_out_classes) = {min(n, len(held))}")
         self._check("n_classes", n - self.n_novel <= seen,
                     f"at most the {seen} seen classes of {self.source} plus n_novel = {self.n_novel}")
+        if self.eval_fraction:
+            cls, counts, n_eval = held_out_counts(labels, self.eval_fraction)
+            bad = [i for i in range(len(cls)) if not 0 < n_eval[i] < counts[i]]
+            if bad:
+                i = bad[0]
+                raise ConfigError(
+                    f"{self.kind}.eval_fraction: expected a fraction that leaves every class images in both the "
+                    f"meta-training and the held-out evaluation part, got {self.eval_fraction!r}: class {cls[i]} of "
+                    f"{self.source} has {counts[i]} images, of which it would hold out {n_eval[i]}")
 
     @property
     def _path_key(self) -> str:
@@ -276,9 +365,16 @@ class ImageClassificationTasks(ClassificationFamily):
         splits["ood_shift"] = {"rotate": 45.0} if raw.ndim == 3 else {"input_noise": 1.0}
         return splits
 
+    def bank_variant(self) -> "ImageClassificationTasks":
+        """The same family drawing from the held-out evaluation images (``image_part: eval``)."""
+        return self if self.image_part == "eval" else self.variant(image_part="eval")
+
     def pool(self) -> Pool:
-        return build_pool(self.source, self._path_key, self.downscale, float(self.rotate),
-                          float(self.input_noise), self.dim, self.projection_seed)
+        """The preprocessed pool; its class table (what :meth:`draw` samples) holds only this family's
+        part (``image_part``) of each class's images, its inputs are every image's."""
+        return build_part(self.source, self._path_key, self.downscale, float(self.rotate),
+                          float(self.input_noise), self.dim, self.projection_seed, float(self.eval_fraction),
+                          self.image_part)
 
     def draw(self, n_tasks: int, n_train: int, n_valid: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """The pool rows ``[T, n_valid + n_train]`` (valid points first) of new tasks and their labels
