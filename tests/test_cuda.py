@@ -34,6 +34,12 @@ RUNS = [
     {"regime": "explicit", "signal": "both", "tokens": "coordinate"},
     {"regime": "parametric", "signal": "grad", "update": "sgd"},  # MAML
 ]
+CLASSIFICATION_RUNS = [  # states that are class probabilities: classification families only
+    {"regime": "implicit", "signal": "obs", "state": "probs"},
+    {"regime": "implicit", "signal": "obs", "state": "probs_residual"},
+]
+CASES = [(kind, spec) for kind in ("linear_regression", "linear_classification") for spec in RUNS] + [
+    ("linear_classification", spec) for spec in CLASSIFICATION_RUNS]
 
 
 def metrics(learner, family, tasks, device, b=16):
@@ -48,8 +54,7 @@ def assert_same_numbers(cpu, gpu, rel):
         assert gpu[key] == pytest.approx(cpu[key], rel=rel, abs=1e-6), key
 
 
-@pytest.mark.parametrize("kind", ["linear_regression", "linear_classification"])
-@pytest.mark.parametrize("spec", RUNS, ids=lambda s: "-".join(map(str, s.values())))
+@pytest.mark.parametrize("kind, spec", CASES, ids=["-".join(map(str, [*s.values(), k])) for k, s in CASES])
 def test_learned_learners_match_cpu(kind, spec):
     family = make_family(kind, dim=4)
     tasks = family.sample(16, 64, 16, 0)

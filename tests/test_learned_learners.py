@@ -38,6 +38,7 @@ VARIANTS = {
     "implicit_logits": (LINREG, {"regime": "implicit"}),
     "implicit_hidden_h2": (LOGREG, {"regime": "implicit", "state": "hidden", "history": 2}),
     "implicit_probs": (LOGREG, {"regime": "implicit", "state": "probs", "update_scale": "constant"}),
+    "implicit_probs_residual": (LOGREG, {"regime": "implicit", "state": "probs_residual"}),
     "hypernet_oneshot": (LINREG, {"regime": "parametric", "signal": "obs", "mode": "one_shot"}),
     "maml_logreg": (LOGREG, {"regime": "parametric", "signal": "grad", "update": "sgd"}),
 }
@@ -130,7 +131,7 @@ def test_no_gradient_reaches_an_earlier_step(name):
 
 
 @pytest.mark.parametrize("name", ["parametric_both_h2_mem2", "parametric_mlp", "explicit_both", "implicit_hidden_h2",
-                                  "implicit_probs", "maml_logreg"])
+                                  "implicit_probs", "implicit_probs_residual", "maml_logreg"])
 def test_steps_at_once_gives_the_step_by_step_gradient(name):
     # greedy steps never backpropagate into each other, so one batched call over the k detached
     # states must give the k sequential steps' summed gradient (and the same mean loss)
@@ -179,7 +180,7 @@ def test_the_bilinear_decoder_is_a_linear_model_whose_weights_z_sets():
 
 
 @pytest.mark.parametrize("name", ["parametric_logreg", "implicit_hidden_h2", "explicit_both", "hypernet_oneshot",
-                                  "explicit_bilinear_logreg", "maml_logreg"])
+                                  "explicit_bilinear_logreg", "maml_logreg", "implicit_probs_residual"])
 def test_save_then_load_reproduces_predictions_exactly(tmp_path, name):
     family, learner = make(name)
     learner.eval()
@@ -219,6 +220,9 @@ def test_a_file_that_is_not_a_checkpoint_fails_clearly(tmp_path):
     ({"regime": "parametric", "signal": "gradient"}, LINREG, r"run.signal: expected one of"),
     ({"regime": "implicit", "signal": "grad"}, LINREG, r"implicit regime reads observations only"),
     ({"regime": "implicit", "state": "probs"}, LINREG, r"'probs' needs a classification family"),
+    ({"regime": "implicit", "state": "probs_residual"}, LINREG, r"'probs_residual' needs a classification family"),
+    ({"regime": "implicit", "state": "simplex"}, LOGREG,
+     r"run.state: expected one of \['logits', 'hidden', 'probs', 'probs_residual'\]"),
     ({"regime": "parametric", "state": "hidden"}, LINREG, r"only the implicit regime has a state choice"),
     ({"regime": "parametric", "mode": "one_shot", "history": 2}, LINREG, r"one-shot learner .* no history"),
     ({"regime": "parametric", "widht": 3}, LINREG, r"unknown key\(s\) \['widht'\]"),
@@ -277,6 +281,92 @@ def test_the_probs_state_is_a_convex_mixture_on_the_simplex_not_a_logit_step():
         assert torch.allclose(state["s"].sum(-1), torch.ones(3, 5)) and (state["s"] >= 0).all()
     new_part = s2["s"] - 0.5 * s["s"]  # = 0.5 * softmax(delta): a point of the simplex, scaled by the gain
     assert (new_part >= -1e-7).all() and torch.allclose(new_part.sum(-1), torch.full((3, 5), 0.5))
+
+
+def _probs_residual(perturb_head: bool, scale: float = 0.3):
+    family, spec = LOGREG, {"regime": "implicit", "state": "probs_residual"}  # gain b/(n+b)
+    learner = build_learner(RunSpec("fam", "pr", spec, MODEL, TRAIN), family, seed=1)
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(2)
+        for name, p in learner.named_parameters():
+            if perturb_head or not name.startswith("head."):
+                p.add_(scale * torch.randn(p.shape, generator=g))
+    return family, learner
+
+
+def test_the_probs_residual_state_stays_on_the_simplex_under_random_weights():
+    family, learner = _probs_residual(perturb_head=True, scale=1.0)
+    x, y, xq = data(family, n=48)
+    clamped = False
+    with torch.no_grad():
+        s = learner.init(xq)
+        for i in range(6):
+            s = learner.step(s, x[:, 8 * i:8 * (i + 1)], y[:, 8 * i:8 * (i + 1)])
+            p = s["s"]
+            assert (p > 0).all() and torch.allclose(p.sum(-1), torch.ones(3, 5), atol=1e-6)
+            clamped |= bool((p < 1e-3).any())  # some class pushed to the boundary: the clamp was exercised
+        pred = learner.predict(s, xq)
+    assert clamped
+    assert torch.isfinite(pred).all() and torch.allclose(pred.exp().sum(-1), torch.ones(3, 5), atol=1e-5)
+
+
+def test_the_probs_residual_state_is_the_logits_step_added_to_p_then_clamped_and_renormalized():
+    """A head with zero weights and bias beta outputs delta = beta at every query, so two steps
+    (gain 1, then 1/2) have a closed form; neither the convex mixture nor softmax(log p + delta) gives it."""
+    family, learner = _probs_residual(perturb_head=False)
+    beta = torch.tensor([0.5, -1.0, 0.2])
+    with torch.no_grad():
+        learner.head.bias.copy_(beta)
+        x, y, xq = data(family)
+        s0 = learner.init(xq)
+        s1 = learner.step(s0, x, y)   # n = 0: gain 1
+        s2 = learner.step(s1, x, y)   # n = 8, b = 8: gain 1/2
+    p0 = learner.pred0.detach().softmax(-1).expand(3, 5, -1)
+    torch.testing.assert_close(s0["s"], p0)
+
+    def rule(p, g):
+        c = (p + g * beta).clamp_min(1e-6)
+        return c / c.sum(-1, keepdim=True)
+
+    torch.testing.assert_close(s1["s"], rule(p0, 1.0))
+    torch.testing.assert_close(s2["s"], rule(rule(p0, 1.0), 0.5))
+    assert (s1["s"][..., 1] < 1e-5).all()  # class 1 went below zero and was clamped
+    assert not torch.allclose(s1["s"], beta.softmax(-1).expand(3, 5, -1))  # not the mixture's first step
+    torch.testing.assert_close(learner.predict(s2, xq), s2["s"].clamp_min(1e-6).log())
+
+
+def test_an_untrained_probs_residual_learner_stays_at_its_initial_distribution():
+    family, learner = _probs_residual(perturb_head=False)  # zero head, non-trivial pred0 and backbone
+    x, y, xq = data(family, n=32)
+    with torch.no_grad():
+        s = s0 = learner.init(xq)
+        assert not torch.allclose(s0["s"], torch.full_like(s0["s"], 1 / 3))
+        for i in range(4):
+            s = learner.step(s, x[:, 8 * i:8 * (i + 1)], y[:, 8 * i:8 * (i + 1)])
+        torch.testing.assert_close(s["s"], s0["s"], rtol=0, atol=1e-6)
+        torch.testing.assert_close(learner.predict(s, xq), learner.pred0.log_softmax(-1).expand(3, 5, -1),
+                                   rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("steps_at_once", [False, True])
+def test_greedy_training_of_probs_residual_stays_finite_and_moves_the_head(steps_at_once):
+    family, learner = _probs_residual(perturb_head=False, scale=0.0)  # as built: the head starts at zero
+    opt = torch.optim.Adam(learner.parameters(), lr=3e-3)
+    tc = TrainConfig(batch_size=8, max_steps=4, random_steps=True, tasks_per_batch=8, n_valid=8,
+                     steps_at_once=steps_at_once)
+    losses = []
+    for it in range(6):
+        opt.zero_grad(set_to_none=True)
+        loss, _ = train_iteration(learner, family, tc, seed=it, device=torch.device("cpu"))
+        grads = [p.grad for p in learner.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads)
+        if it == 0:  # the zero head is not a fixed point: the loss reaches it through the renormalization
+            assert learner.head.weight.grad.abs().max() > 0
+        opt.step()
+        losses.append(loss)
+    assert all(np.isfinite(losses))
+    assert all(torch.isfinite(p).all() for p in learner.parameters())
+    assert learner.head.weight.abs().max() > 0
 
 
 def test_a_one_shot_learner_is_told_the_dataset_size():

@@ -16,8 +16,8 @@ split          ``id`` or an out-of-distribution split name (``ood_input_scale``,
 regime         ``parametric``, ``implicit``, ``explicit``, ``classical`` or ``exact``
 learner        learner name (``bayes``, ``adam``, ``parametric_obs``, ...)
 signal         ``obs``, ``grad``, ``both`` for learned parametric/explicit learners, else ``none``
-state          implicit regime: what the running state carries (``logits``, ``hidden``, ``probs``);
-               else ``none``
+state          implicit regime: what the running state carries (``logits``, ``hidden``, ``probs``,
+               ``probs_residual``); else ``none``
 history        non-Markovian window of past states (0 = Markovian, and for non-learned learners)
 nominal        whether the update contains the hand-written gradient term (learned parametric and
                explicit learners with ``nominal: true``; the ``nominal_rule`` reference is that term alone)

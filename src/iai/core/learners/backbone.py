@@ -29,7 +29,7 @@ from iai.utils import ConfigError
 REGIMES = ("parametric", "implicit", "explicit")
 SIGNALS = ("obs", "grad", "both")
 MODES = ("iterative", "one_shot")
-STATES = ("logits", "hidden", "probs")
+STATES = ("logits", "hidden", "probs", "probs_residual")
 UPDATE_SCALES = ("constant", "inverse_step")
 STEP_FEATURES = ("none", "gain", "log_n")
 GRAD_NORMS = ("rms", "none")
