@@ -162,6 +162,10 @@ def _cross_check(raw: dict, source: str, learning_rates: bool = True) -> None:
             if missing:
                 raise ConfigError(f"{source}: references.{opt}.lr: no learning rate for famil"
                                   f"{'y' if len(missing) == 1 else 'ies'} {missing} (run `iai tune-lr`)")
+    for name, spec in families.items():
+        if "valid" in (spec.get("splits") or {}):
+            raise ConfigError(f"{source}: families.{name}.splits.valid: 'valid' names the bank's validation tasks "
+                              "(banks.valid_tasks); give the split another name")
     _check_primary(raw, source)
     too_big = [n for n in raw["evaluate"]["sizes"] if n > raw["banks"]["n_train"]]
     if too_big:

@@ -32,6 +32,7 @@ rule report:
         figures=FIGURE_FILES,
         stage_info=stage_summaries(),
         cost_scaling="data/results/eval/cost_scaling.json",
+        device_costs=DEVICE_COSTS,
         code=CODE["report"],
     output:
         html="reports/index.html",
@@ -43,5 +44,6 @@ rule report:
         "logs/report.log",
     shell:
         "iai report --results {input.results} --tasks {input.tasks} --figures reports/figures --params {params.file}"
-        " --stage-info {input.stage_info} --cost-scaling {input.cost_scaling} --out {output.html}"
+        " --stage-info {input.stage_info} --cost-scaling {input.cost_scaling} --device-costs {input.device_costs}"
+        " --out {output.html}"
         " --metrics {output.metrics} > {log} 2>&1"

@@ -32,7 +32,8 @@ from pathlib import Path
 import pandas as pd
 
 from iai.core import results
-from iai.analysis.claims import evaluate_claims
+from iai.analysis.claims import Options, evaluate_claims, sensitivity
+from iai.analysis.cost import device_table
 from iai.analysis.captions import FIGURES
 from iai.analysis.report_html import page
 from iai.analysis.selection import PREDICTION, final_step, higher_is_better, known_learners, labels, quality, reference
@@ -105,22 +106,38 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
     return q
 
 
+EFFECT_KEYS = ("effect", "lo", "hi", "se", "df", "p", "p_holm", "value_a", "value_b")
+
+
 def _claim_metrics(c: dict) -> dict:
-    """A claim's verdict and, where it rests on paired comparisons, each judged effect and interval."""
-    out = {"verdict": c["verdict"]}
-    effects = {}
-    for r in c["numbers"]:
-        if "effect" in r and r.get("judged", True):
+    """A claim's verdict and every comparison it computed, primary or secondary, judged or not: the
+    effect, its interval, its p-values, the seeds and why it was or was not judged."""
+    out = {"verdict": c["verdict"], "explanation": c["explanation"]}
+    for role in ("primary", "secondary"):
+        effects = {}
+        for r in c["numbers"]:
+            if r.get("role") != role:
+                continue
             key = f"{r['family']}/{r['split']}/n{r['n']}: {r['A']} vs {r['B']} ({r['metric']})"
-            effects[key] = {"effect": _num(r["effect"]), "lo": _num(r["lo"]), "hi": _num(r["hi"]), "outcome": r["outcome"]}
-    if effects:
-        out["effects"] = effects
+            entry = {k: _num(r[k]) for k in EFFECT_KEYS if r.get(k) is not None}
+            entry.update({k: r[k] for k in ("seeds_a", "seeds_b", "judged", "why", "shows") if k in r})
+            effects[key] = entry
+        if effects:
+            out[role] = effects
+    if c["claim"] == "6":  # the cost benchmark's numbers, per regime
+        out["regimes"] = [{k: (_num(v) if isinstance(v, float) else v) for k, v in r.items()
+                           if isinstance(v, (str, int, float, bool)) or v is None} for r in c["numbers"]]
     return out
 
 
-def metrics(df: pd.DataFrame, claims: list[dict]) -> dict:
-    """The headline numbers for ``dvc metrics``."""
+def metrics(df: pd.DataFrame, claims: list[dict], rules: dict | None = None, sensitivity: list | None = None) -> dict:
+    """The headline numbers for ``dvc metrics``: the rules in force (with their hash), every claim's
+    comparisons, the sensitivity of each verdict, and each family's final numbers."""
     out = {"claims": {f"claim_{c['claim']}": _claim_metrics(c) for c in claims}, "families": {}}
+    if rules is not None:
+        out["rules"] = rules
+    if sensitivity is not None:
+        out["sensitivity"] = sensitivity
     t = final_table(df)
     for fam, g in t[t.split == "id"].groupby("family", sort=True):
         learners = {}
@@ -164,10 +181,12 @@ def load_table(path: str | Path, params=None) -> pd.DataFrame:
 
 def build(results_path: str | Path, figures_dir: str | Path, out: str | Path, metrics_path: str | Path | None,
           params_path: str | Path | None = None, stage_info: list | None = None,
-          cost_scaling: str | Path | None = None, tasks_path: str | Path | None = None) -> dict:
+          cost_scaling: str | Path | None = None, tasks_path: str | Path | None = None,
+          device_costs: list | None = None) -> dict:
     """Write the report (and metrics); returns the claims. ``tasks_path``: the per-task table the claims
     are judged on (default: per_task.parquet beside the results); ``cost_scaling``: the JSON of
-    ``iai bench cost``, on which claim 6 is judged."""
+    ``iai bench cost``, on which claim 6 is judged; ``device_costs``: more such JSONs (other devices,
+    e.g. the committed GPU runs under docs/gpu), each judged by claim 6's rule in the report's device table."""
     params = None
     if params_path:
         from iai.params import load_params
@@ -188,16 +207,19 @@ def build(results_path: str | Path, figures_dir: str | Path, out: str | Path, me
     if params:  # n_ctx = B x K_train of the recipe (a family's one-shot rows override it)
         options.setdefault("train_context", params.raw["train"]["batch_size"] * params.raw["train"]["max_steps"])
     claims = evaluate_claims(tasks, options, scaling)
+    rules = Options.from_dict(options)
+    fragile = sensitivity(tasks, options, scaling)
     context = {
         "results_path": str(results_path), "results_sha": file_sha256(results_path)[:12], "rows": len(df),
         "params_path": str(params_path) if params_path else None,
         "params_text": Path(params_path).read_text() if params_path else None, "params": params,
         "commit": git_commit(Path(results_path).resolve().parent), "stages": stages,
-        "final": final_table(df), "claims": claims, "figures": figs, "table": df,
+        "final": final_table(df), "claims": claims, "figures": figs, "table": df, "sensitivity": fragile,
+        "rules_hash": rules.rules_hash(), "devices": device_table([str(x) for x in device_costs]) if device_costs else None,
     }
     write_text(out, page(context))
     if metrics_path:
-        write_json(metrics_path, metrics(df, claims))
+        write_json(metrics_path, metrics(df, claims, {"hash": rules.rules_hash(), **rules.rules()}, fragile))
     return {"claims": claims}
 
 
@@ -210,12 +232,14 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stage-info", nargs="*", default=[], metavar="JSON",
                    help="stage summary JSON files (durations, devices) written beside the stages' outputs")
     p.add_argument("--cost-scaling", metavar="JSON", help="`iai bench cost` output: claim 6 is judged on it")
+    p.add_argument("--device-costs", nargs="*", default=[], metavar="JSON",
+                   help="`iai bench cost` outputs of other devices (docs/gpu/cost_*.json), judged by claim 6's rule")
     p.add_argument("--out", default="reports/index.html", help="report HTML (default: reports/index.html)")
     p.add_argument("--metrics", default="reports/metrics.json", help="headline numbers for `dvc metrics`")
 
 
 def cli_main(args: argparse.Namespace) -> None:
     out = build(args.results, args.figures, args.out, args.metrics, args.params, args.stage_info, args.cost_scaling,
-                args.tasks)
+                args.tasks, args.device_costs)
     verdicts = ", ".join(f"{c['claim']}: {c['verdict']}" for c in out["claims"])
     print(f"wrote {args.out} and {args.metrics} (claims {verdicts})")

@@ -98,12 +98,42 @@ summaries for durations); none is written by hand. Method: Mittal et al. 2025, a
 <a href="#figures">Figures</a><a href="#claim-details">Claim details</a></nav>"""
 
 
-def claims_overview(claims: list[dict]) -> str:
+def _effect_cell(r: dict) -> str:
+    if r.get("se") is None or not math.isfinite(r.get("se") or math.nan):
+        return "no interval"
+    if r.get("scale") == "relative":
+        return f"{100 * r['effect']:+.1f}% [{100 * r['lo']:+.1f}%, {100 * r['hi']:+.1f}%]"
+    return f"{r['effect']:+.3g} [{r['lo']:+.3g}, {r['hi']:+.3g}]"
+
+
+def primary_rows(c: dict) -> list[dict]:
+    """A claim's pre-registered comparisons, one row each."""
+    return [{"family / split / n": f"{r['family']} / {r['split']} / {r['n']}", "A vs B": f"{r['A']} vs {r['B']}",
+             "metric": r["metric"], "effect [interval]": _effect_cell(r),
+             "seeds A, B": f"{r.get('seeds_a', '—')}, {r.get('seeds_b', '—')}",
+             "p (Holm)": r.get("p_holm", math.nan), "shows": r.get("shows", "not judged"), "gate": r.get("why", "")}
+            for r in c.get("effect") or [] if isinstance(r, dict) and "A" in r]
+
+
+def claims_overview(claims: list[dict], ctx: dict | None = None) -> str:
     rows = [{"#": c["claim"], "claim (paper, section 4)": esc(c["title"]), "verdict": badge(c["verdict"]),
              "measured": esc(c["explanation"])} for c in claims]
-    return ('<h2 id="claims">The paper\'s claims</h2>' + table(rows, raw={"claim (paper, section 4)", "verdict", "measured"})
-            + '<p class="test">How each verdict is computed is stated with it under <a href="#claim-details">'
-              "Claim details</a>.</p>")
+    out = ['<h2 id="claims">The paper\'s claims</h2>', table(rows, raw={"claim (paper, section 4)", "verdict", "measured"}),
+           '<p class="test">Each verdict rests on the comparisons named in the params before any result '
+           "(<code>report.primary</code>), with Holm's correction over a claim's comparisons; everything else is "
+           'secondary and decides nothing. The rule, the gate and every comparison are under <a href="#claim-details">'
+           "Claim details</a>."]
+    if ctx and ctx.get("rules_hash"):
+        out.append(f'<p class="test">Rules in force: hash <code>{esc(ctx["rules_hash"])}</code> '
+                   "(recorded with the rules in <code>reports/metrics.json</code>).</p>")
+    if ctx and ctx.get("sensitivity"):
+        out += ["<h3>How fragile each verdict is</h3><p class=\"test\">Each verdict re-judged under alternative "
+                "reasonable rules (the competence threshold, the level, and every primary comparison moved to the "
+                "largest n evaluated, past the trained horizon).</p>", table(ctx["sensitivity"])]
+    if ctx and ctx.get("devices") is not None and not ctx["devices"].empty:
+        out += ["<h3>Claim 6 on other devices</h3><p class=\"test\">The committed cost benchmarks of other devices, "
+                "judged by claim 6's rule.</p>", table(ctx["devices"].to_dict("records"))]
+    return "".join(out)
 
 
 def what_was_run(ctx: dict) -> str:
@@ -202,19 +232,26 @@ def numbers_table(rows: list[dict]) -> str:
 def claim_details(claims: list[dict]) -> str:
     out = ['<h2 id="claim-details">Claim details</h2>']
     for c in claims:
-        nums = numbers_table(c["numbers"])
-        if len(c["numbers"]) > 12:
-            nums = f"<details><summary>{len(c['numbers'])} comparisons</summary>{nums}</details>"
+        prim = primary_rows(c)
+        second = [{k: v for k, v in r.items() if k not in ("claim", "role", "shows", "test")}
+                  for r in c["numbers"] if r.get("role") == "secondary"]
+        other = [r for r in c["numbers"] if r.get("role") not in ("primary", "secondary")]
+        nums = (("<p><b>Primary comparisons</b></p>" + table(prim)) if prim else "")
+        if second:
+            nums += (f"<details><summary>{len(second)} secondary comparisons (reported, deciding nothing)</summary>"
+                     f"{numbers_table(second)}</details>")
+        if other:
+            nums += numbers_table(other)
         out.append(f'<h3 id="claim-{c["claim"]}">Claim {c["claim"]}: {esc(c["title"])} {badge(c["verdict"])}</h3>'
                    f'<p class="test"><b>Test.</b> {esc(c["test"])}</p>'
                    f'<p class="test"><b>Precondition.</b> {esc(c.get("precondition", "-"))}</p>'
                    f'<p class="test"><b>Measured</b> (effect: relative change of A against B, negative = A better, '
-                   f'[95% interval]). {esc(c["explanation"])}</p>{nums}')
+                   f'[two-sided interval at the stated level, uncorrected]). {esc(c["explanation"])}</p>{nums}')
     return "".join(out)
 
 
 def page(ctx: dict) -> str:
-    body = "".join([header(ctx), claims_overview(ctx["claims"]), what_was_run(ctx), final_numbers(ctx),
+    body = "".join([header(ctx), claims_overview(ctx["claims"], ctx), what_was_run(ctx), final_numbers(ctx),
                     figures(ctx), claim_details(ctx["claims"])])
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
             f'content="width=device-width, initial-scale=1"><title>iai reproduction report</title>'

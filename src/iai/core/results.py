@@ -19,6 +19,8 @@ signal         ``obs``, ``grad``, ``both`` for learned parametric/explicit learn
 state          implicit regime: what the running state carries (``logits``, ``hidden``, ``probs``,
                ``probs_residual``); else ``none``
 history        non-Markovian window of past states (0 = Markovian, and for non-learned learners)
+gain           learned learners: how each update is scaled (``inverse_step``: by the hand-written
+               b/(n+b); ``constant``: by 1); ``none`` for the others
 nominal        whether the update contains the hand-written gradient term (learned parametric and
                explicit learners with ``nominal: true``; the ``nominal_rule`` reference is that term alone)
 mode           ``iterative``, or ``one_shot`` (the whole context in one step)
@@ -51,7 +53,7 @@ import pandas as pd
 from iai.utils import ConfigError, atomic_path
 
 LEARNER_COLUMNS = ["family", "kind", "dim", "split", "regime", "learner", "signal", "state", "history", "nominal",
-                   "mode", "context", "batch_size"]
+                   "gain", "mode", "context", "batch_size"]
 COLUMNS = LEARNER_COLUMNS + ["n_train", "step", "n_seen", "metric", "value", "sem", "seed_sd", "n_tasks", "n_seeds"]
 TASK_COLUMNS = LEARNER_COLUMNS + ["n_train", "step", "n_seen", "metric", "seed", "task", "value"]
 KEY = ["family", "split", "learner", "mode", "context", "n_train", "step", "metric"]
@@ -63,8 +65,9 @@ QUALITY_METRICS = ("mse", "excess_risk", "error_rate", "nll", "edge_accuracy", "
                    "cfm_loss")
 COST_METRICS = ("wall_time_s", "peak_memory_mb")
 METRICS = QUALITY_METRICS + COST_METRICS
+VALID_SPLIT = "valid"  # the banks' validation tasks (banks.valid_tasks)
 HIGHER_IS_BETTER = ("edge_accuracy", "valid_order")  # every other metric is lower-is-better
-_DEFAULTS = {"nominal": False, "seed_sd": np.nan, "n_seeds": 1}
+_DEFAULTS = {"nominal": False, "gain": "none", "seed_sd": np.nan, "n_seeds": 1}
 
 
 def validate(df: pd.DataFrame, source: str = "results table", known_learners: Iterable[str] | None = None,
@@ -97,7 +100,9 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def task_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """A validated per-task frame in :data:`TASK_COLUMNS` order."""
+    """A validated per-task frame in :data:`TASK_COLUMNS` order (``gain`` may be left out: ``none``)."""
+    if "gain" not in df.columns:
+        df = df.assign(gain="none")
     return validate(df[TASK_COLUMNS].reset_index(drop=True), "per-task table", columns=TASK_COLUMNS, key=TASK_KEY)
 
 
@@ -164,6 +169,8 @@ def merge(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     if not parts:
         raise ConfigError("merge: no input tables")
     summary = validate(pd.concat([s for s, _ in parts], ignore_index=True), "merged results")
+    # the validation tasks are the claims' competence gate only: per-task rows, never in the summary the figures read
+    summary = summary[summary.split != VALID_SPLIT].reset_index(drop=True)
     tasks = [t for _, t in parts if not t.empty]
     per_task = (validate(pd.concat(tasks, ignore_index=True), "merged per-task table", columns=TASK_COLUMNS,
                          key=TASK_KEY) if tasks else pd.DataFrame(columns=TASK_COLUMNS))

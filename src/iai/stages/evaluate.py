@@ -37,7 +37,7 @@ import pandas as pd
 
 from iai.params import Params, load_params
 from iai.core.learners.references import REFERENCE_NAMES, applies, reference_learner
-from iai.core.results import TASK_COLUMNS, task_frame, write_tasks
+from iai.core.results import TASK_COLUMNS, VALID_SPLIT, task_frame, write_tasks
 from iai.core.learners import describe, load_run
 from iai.core.rollout import eval_steps, rollout, steps_for
 from iai.core.tasks import TaskBatch, TaskFamily, build_family
@@ -123,6 +123,8 @@ def evaluate_learner(params: Params, family_name: str, learner_name: str, banks_
     missing = sorted(set(split_families) - set(bank))
     if missing:
         raise ConfigError(f"{banks_dir}/{family_name}.pt: bank lacks split(s) {missing}; rerun `iai generate`")
+    if VALID_SPLIT in bank:  # validation tasks: drawn like id, read by the claims' competence gate only
+        split_families = {**split_families, VALID_SPLIT: split_families["id"]}
     dev = resolve_device(device)
     settings = {**params.evaluate, "device": dev}
     names = family_references(params, family) if learner_name == ALL_REFERENCES else [learner_name]

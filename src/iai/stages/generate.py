@@ -16,6 +16,7 @@ from pathlib import Path
 from iai import __version__
 from iai.params import Params, load_params
 from iai.core.tasks import TaskBatch, TaskFamily, build_family
+from iai.core.results import VALID_SPLIT
 from iai.core.tasks.bank import save_bank
 from iai.utils import derive_seed, file_sha256, write_json
 
@@ -29,8 +30,13 @@ def sample_bank(params: Params, name: str, splits: dict[str, TaskFamily]) -> dic
     """Every split of one family's bank, each from its own named seed stream (and from the split
     family's :meth:`~iai.core.tasks.TaskFamily.bank_variant`)."""
     b = params.banks
-    return {split: fam.sample(b["n_tasks"], b["n_train"], b["n_valid"], derive_seed(params.seed, "bank", name, split))
-            for split, fam in bank_families(splits).items()}
+    families = bank_families(splits)
+    out = {split: fam.sample(b["n_tasks"], b["n_train"], b["n_valid"], derive_seed(params.seed, "bank", name, split))
+           for split, fam in families.items()}
+    if b.get("valid_tasks", 0):  # validation tasks, drawn like id from their own stream: the claims' gate reads them
+        out[VALID_SPLIT] = families["id"].sample(b["valid_tasks"], b["n_train"], b["n_valid"],
+                                                 derive_seed(params.seed, "bank", name, VALID_SPLIT))
+    return out
 
 
 def write_bank(params: Params, name: str, out_dir: str | Path) -> Path:
@@ -51,7 +57,7 @@ def write_bank(params: Params, name: str, out_dir: str | Path) -> Path:
         "splits": {s: {"params": fam.params(), "seed": derive_seed(params.seed, "bank", name, s)}
                    for s, fam in bank_families(splits).items()},
         "sizes": {"n_tasks": params.banks["n_tasks"], "n_train": params.banks["n_train"],
-                  "n_valid": params.banks["n_valid"]},
+                  "n_valid": params.banks["n_valid"], "valid_tasks": params.banks.get("valid_tasks", 0)},
         "root_seed": params.seed,
         "params_file": params.path,
         "files": {path.name: {"sha256": file_sha256(path)}},

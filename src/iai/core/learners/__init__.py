@@ -144,7 +144,8 @@ def describe(learner) -> dict:
     """The results-table columns that say what a learner is."""
     return {"regime": learner.regime, "learner": learner.name, "signal": getattr(learner, "signal", "none"),
             "state": getattr(learner, "state_kind", "none"), "history": int(getattr(learner, "history", 0)),
-            "nominal": bool(getattr(learner, "nominal", False)), "mode": getattr(learner, "mode", "iterative")}
+            "nominal": bool(getattr(learner, "nominal", False)), "mode": getattr(learner, "mode", "iterative"),
+            "gain": getattr(getattr(learner, "cfg", None), "update_scale", "none")}
 
 
 def run_dir(models_dir: str | Path, family_name: str, learner_name: str) -> Path:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from iai.core.predictors import MLPPredictor
-from iai.core.tasks import TaskFamily
+from iai.core.tasks import GenerationFamily, TaskFamily
 from iai.utils import ConfigError
 from iai.core.learners.base import State
 
@@ -171,3 +171,29 @@ class MAPLearner(_DataStore):
 
     def predict(self, state: State, x_query: Tensor) -> Tensor:
         return self.family.predictor(x_query.to(_F64), self.fit(state)).to(x_query.dtype)
+
+
+class PriorLearner:
+    """The trivial predictor: the prior predictive, reading nothing (the floor of the claims'
+    competence gate). Regression: the prior mean of the target, 0 (every family's weights have a
+    zero-mean prior); classification: uniform logits (chance); generation: samples of the standard
+    normal the flow starts from, with zero velocity."""
+
+    regime, signal, name = "exact", "none", "prior"
+
+    def __init__(self, family: TaskFamily, seed: int = 0):
+        self.family, self.seed = family, seed
+
+    def init(self, x_query: Tensor) -> State:
+        return {"n": x_query.new_zeros(x_query.shape[0])}
+
+    def step(self, state: State, x: Tensor, y: Tensor) -> State:
+        return {"n": state["n"] + x.shape[1]}
+
+    def predict(self, state: State, x_query: Tensor) -> Tensor:
+        if isinstance(self.family, GenerationFamily):
+            xt, _, x0 = self.family.split_query(x_query)
+            gen = torch.Generator().manual_seed(self.seed)
+            noise = torch.randn(x0.shape, generator=gen, dtype=x0.dtype).to(x0.device)
+            return torch.cat([torch.zeros_like(xt), noise], -1)
+        return x_query.new_zeros(*x_query.shape[:2], self.family.out_dim)

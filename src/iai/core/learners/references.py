@@ -6,7 +6,8 @@ Which references apply depends on the family: ``bayes`` and ``ols`` need the lin
 ``nominal_rule`` of the learned parametric learners, and ``knn`` apply to every family with a known
 predictor (:mod:`iai.core.learners.classical`). The learning rates of sgd, adam, sgd_avg and
 adam_avg come from the params (``iai tune-lr``); nominal_rule's is the rule's own 0.5 unless
-``references.nominal_rule.lr`` says otherwise. The implicit-only families have references of
+``references.nominal_rule.lr`` says otherwise. ``prior`` (the prior predictive, reading nothing: the competence gate's
+floor) applies to every family but the order one. The implicit-only families have references of
 their own and no others: ``random_order``, ``var_sort`` and ``sink_search`` for the topological
 order (:mod:`iai.core.learners.order`), ``true_samples`` (the MMD floor) for generation
 (:mod:`iai.core.learners.flow`).
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from iai.core.learners.base import Learner
 from iai.core.learners.classical import NOMINAL_LR, GradientLearner
-from iai.core.learners.exact import ConjugateLinearRegression, KNNLearner, MAPLearner
+from iai.core.learners.exact import ConjugateLinearRegression, KNNLearner, MAPLearner, PriorLearner
 from iai.core.learners.flow import TrueSamplesLearner
 from iai.core.learners.order import RandomOrderLearner, SinkSearchLearner, VarSortLearner
 from iai.core.tasks import CausalOrderTasks, GenerationFamily, LinearRegressionTasks, TaskFamily
@@ -33,7 +34,7 @@ def applies(name: str, family: TaskFamily) -> bool:
     if isinstance(family, CausalOrderTasks):
         return name in ORDER_REFERENCES
     if isinstance(family, GenerationFamily):
-        return name in GENERATION_REFERENCES
+        return name in GENERATION_REFERENCES + ("prior",)
     if name in ORDER_REFERENCES + GENERATION_REFERENCES:
         return False
     if name in ("bayes", "ols"):
@@ -51,6 +52,8 @@ def reference_learner(name: str, family: TaskFamily, family_name: str, reference
         return ConjugateLinearRegression.least_squares(family)
     if name == "map":
         return MAPLearner(family)
+    if name == "prior":
+        return PriorLearner(family, seed)
     if name == "random_order":
         return RandomOrderLearner(seed)
     if name == "var_sort":
