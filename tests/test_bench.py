@@ -89,10 +89,65 @@ def test_bench_cost_json_keys_shapes_and_the_one_shot_cap(tmp_path, monkeypatch)
     # token, block 2 (the last) the 4 queries only
     assert r["one_shot_attention_flops"] == [2 * 4 * ((n + 4) + 4) * n * 16 for n in (16, 32, 64, 128)]
     json.dumps(result)  # plain JSON types
-    assert set(result["claim6"]["regimes"]["implicit"]) >= {"slope_iterative", "slope_one_shot",
-                                                            "time_ratio_at_largest", "K_at_largest"}
+    assert set(result["claim6"]["regimes"]["implicit"]) >= {"slope_iterative", "slope_one_shot", "time_ratio_at_largest",
+                                                            "K_at_largest", "attention_flop_ratio_at_largest"}
+    # every repeat is recorded beside the median, and which way each side ran (both eager by default)
+    assert result["compiled"] is False and r["iterative_compiled"] is False and r["one_shot_compiled"] is False
+    assert [len(ts) for ts in r["iterative_times_s"]] == [1, 1, 1, 1]
+    assert r["one_shot_times_s"][0] == [r["one_shot_s"][0]] and r["one_shot_times_s"][1:] == [None, None, None]
+    # warm-up: the iterative step's shape once, one shot's at every n it ran
+    assert r["iterative_warmup_s"][0] > 0 and r["iterative_warmup_s"][1:] == [None, None, None]
+    assert r["one_shot_warmup_s"][0] > 0 and r["one_shot_warmup_s"][1:] == [None, None, None]
+    assert len(r["iterative_flops"]) == len(r["one_shot_flops"]) == len(r["iterative_attention_flops"]) == 4
     bench.plot_cost(result, tmp_path / "cost.png")
     assert (tmp_path / "cost.png").stat().st_size > 1000
+
+
+def test_bench_cost_records_every_repeat_and_takes_their_median(monkeypatch):
+    pairs = {"parametric": (learner(regime="parametric", signal="obs"),
+                            learner(regime="parametric", signal="obs", mode="one_shot"))}
+    monkeypatch.setattr(bench, "_cost_setup", lambda params_file, family_name: (FAM, pairs, 8, "test"))
+    result = bench.bench_cost(sizes=[16, 32], n_tasks=2, n_query=4, repeats=3, device="cpu", budget_s=60,
+                              progress=lambda *_: None)
+    r = result["regimes"]["parametric"]
+    for kind in ("iterative", "one_shot"):
+        assert [len(ts) for ts in r[f"{kind}_times_s"]] == [3, 3]
+        assert r[f"{kind}_s"] == [sorted(ts)[1] for ts in r[f"{kind}_times_s"]]
+    assert r["one_shot_warmup_s"][1] > 0  # a new one-shot shape: warmed up again
+    assert r["iterative_warmup_s"][1] is None  # the same iterative step shape
+
+
+class FakeCompile:
+    """Stands in for bench.compiled_step: records whose step it wraps, and fails when told to."""
+
+    def __init__(self, fail_for=None):
+        self.wrapped, self.fail_for = [], fail_for
+
+    def __call__(self, lrn):
+        self.wrapped.append(lrn.mode)
+
+        def step(state, x, y):
+            if lrn.mode == self.fail_for:
+                raise RuntimeError("no compiler")
+            return lrn.step(state, x, y)
+
+        return step
+
+
+@pytest.mark.parametrize("fail_for", [None, "iterative", "one_shot"])
+def test_compile_compiles_both_sides_or_neither(monkeypatch, fail_for):
+    pairs = {"implicit": (learner(regime="implicit"), learner(regime="implicit", mode="one_shot"))}
+    fake = FakeCompile(fail_for)
+    monkeypatch.setattr(bench, "_cost_setup", lambda params_file, family_name: (FAM, pairs, 8, "test"))
+    monkeypatch.setattr(bench, "compiled_step", fake)
+    result = bench.bench_cost(sizes=[16, 32], n_tasks=2, n_query=4, repeats=1, device="cpu", compiled=True,
+                              progress=lambda *_: None)
+    r = result["regimes"]["implicit"]
+    assert sorted(fake.wrapped) == ["iterative", "one_shot"]
+    # a compile failure during the first n leaves both sides eager: they stay timed the same way
+    assert r["iterative_compiled"] is r["one_shot_compiled"] is (fail_for is None)
+    assert (r["compile_error"] is None) is (fail_for is None)
+    assert all(t is not None for t in r["one_shot_s"] + r["iterative_s"])
 
 
 def test_bench_train_warm_up_sees_every_rollout_depth_before_timing(monkeypatch):

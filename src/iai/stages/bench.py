@@ -284,25 +284,58 @@ def compiled_step(learner):
     return step
 
 
+def _recompile_limit(n: int):
+    """A context raising torch.compile's per-function graph limit to ``n`` (compiled one shot is one
+    graph per n; past the default 8 it would fall back to eager without saying so)."""
+    import contextlib
+
+    import torch._dynamo.config as dynamo_config
+
+    names = [k for k in ("recompile_limit", "cache_size_limit") if hasattr(dynamo_config, k)]
+    if not names:
+        return contextlib.nullcontext()
+    return dynamo_config.patch(**{names[0]: max(n, getattr(dynamo_config, names[0]))})
+
+
 def bench_cost(params_file: str | None = None, family_name: str | None = None, sizes: list[int] | None = None,
                n_tasks: int = 8, n_query: int = 16, repeats: int = 3, device: str = "cpu",
                time_cap_s: float = 60.0, memory_cap_mb: float = 8192.0, threads: int = 0,
-               iterative_threads: int = 0, budget_s: float = 4.0, seed: int = 0, compile_iterative: bool = True,
+               iterative_threads: int = 0, budget_s: float = 4.0, seed: int = 0, compiled: bool = False,
                progress=print) -> dict:
     """Wall time, peak memory and counted FLOPs of each regime's iterative learner against its
     one-shot twin over the same tasks at each n (untrained learners: cost depends on the
     architecture and the sizes alone). One shot is skipped (null) once its time or memory,
     extrapolated as n^2 from the last measured n, would pass the caps. Each measurement is repeated
-    up to ``repeats`` times while that fits ``budget_s``; medians are reported. ``threads`` applies
-    to one shot and ``iterative_threads`` to the iterative learner (0: torch's default, so both
-    sides get the same threads).
+    up to ``repeats`` times while that fits ``budget_s`` (at least once); every repeat's seconds are
+    recorded (``iterative_times_s``, ``one_shot_times_s``: a list per n) and their median is
+    ``iterative_s`` / ``one_shot_s``. ``threads`` applies to one shot and ``iterative_threads`` to
+    the iterative learner (0: torch's default, so both sides get the same threads).
 
-    ``compile_iterative``: the iterative step runs ``torch.compile``d (fixed shapes, one graph per
-    learner, compiled in the warm-up and timed apart as ``iterative_compile_s``); where compiling
-    fails (no C++ compiler), eager, with the error in ``compile_error``. Measured on the 2-core CPU
-    (README): a compiled step for 8 tasks takes 0.47-0.72 ms against 0.72-1.09 ms eager (a step is per-call
-    overhead, which fusing removes), while one shot at n = 16,384 took 8.06 s compiled against 8.11 s
-    eager (attention-bound), so one shot stays eager: each side runs the faster way.
+    Both sides are timed the same way (what claim 6 compares is their ratio):
+
+    - ``compiled`` (default False: both eager; ``iai bench cost --compile``: both compiled): each
+      side's step runs :func:`compiled_step` (fixed shapes, frozen weights; on CUDA replayed as a
+      CUDA graph), or both run eager. Eager is the default because compiling one shot is a graph
+      per n: measured on the 2-core CPU (default recipe, 8 tasks, one thread), each one-shot n took
+      15-55 s to compile (about 7 minutes for 9 sizes x 3 regimes) and then ran no faster than eager
+      (0.097 s against 0.100 s at n = 1,024, 0.30 s against 0.29 s at n = 2,048; one shot is bound
+      by attention); ``dynamic=True`` recompiled per n all the same. Compiling only the iterative
+      side, as this command did before, made it 1.5x (CPU) to 2-4x (CUDA graph) faster than its
+      eager self and so inflated the ratio. Where compiling fails (no C++ compiler) during the
+      first n, both sides run eager and the error is in ``compile_error``; a failure at a later n
+      leaves that side eager (``one_shot_compiled`` false), which the claim-6 judge reads as the
+      sides not timed the same way.
+    - warm-up: before a side is timed at a step shape it has not run yet, it runs once untimed at
+      that shape on the same tasks (first-call allocations, kernel selection and, compiled, the
+      compile stay out of the numbers). The iterative step's shape is the same at every n (one
+      warm-up at the first n, over a few steps); one shot's changes with n (a warm-up at every n,
+      which costs one more run of it). Its seconds are ``iterative_warmup_s`` / ``one_shot_warmup_s``
+      (a list per n, null where none ran); ``iterative_compile_s`` is the first one when compiled.
+
+    Per regime the JSON also holds the counted FLOPs of each side per n (all tasks):
+    ``*_attention_flops`` (QK^T and AV) and ``*_flops`` (attention plus dense; :func:`rollout_flops`).
+    ``claim6`` holds descriptive numbers (:func:`claim_cost_scaling`); the verdict is
+    ``iai.analysis.cost.judge_cost`` (the report's).
     """
     dev = resolve_device(device)
     sizes = sorted(sizes or COST_SIZES)
@@ -310,63 +343,92 @@ def bench_cost(params_file: str | None = None, family_name: str | None = None, s
     out = {"n": sizes, "batch_size": b, "n_tasks": n_tasks, "n_query": n_query, "device": str(dev),
            "device_name": describe_device(dev), "threads_one_shot": threads or torch.get_num_threads(),
            "threads_iterative": iterative_threads or torch.get_num_threads(), "source": source, "family": family.params(),
-           "time_cap_s": time_cap_s, "memory_cap_mb": memory_cap_mb, "regimes": {}}
-    for regime, (it, one) in learners.items():
-        it, one = it.to(dev), one.to(dev)
-        rec = {k: [] for k in ("iterative_s", "one_shot_s", "iterative_peak_mb", "one_shot_peak_mb",
-                               "iterative_flops", "one_shot_flops", "iterative_attention_flops",
-                               "one_shot_attention_flops")}
-        rec.update(iterative=it.name, one_shot=one.name, model=asdict(it.model_cfg))
-        last_one = None  # (n, seconds, MB) of the last one-shot measurement
-        warm: set[str] = set()
-        step_fns = {"iterative": compiled_step(it) if compile_iterative else None,
-                    "one_shot": None}
-        rec.update(iterative_compiled=compile_iterative, iterative_compile_s=None, compile_error=None)
-        for n in sizes:
-            tasks = family.sample(n_tasks, n, n_query, derive_seed(seed, "bench-cost", regime, n))
-            for kind, learner, bs, thr in (("iterative", it, b, iterative_threads), ("one_shot", one, n, threads)):
-                step_fn = step_fns[kind]
-                flops = rollout_flops(learner, n, n_query)
-                rec[f"{kind}_flops"].append(n_tasks * (flops["attention"] + flops["dense"]))
-                rec[f"{kind}_attention_flops"].append(n_tasks * flops["attention"])
-                if kind == "one_shot" and last_one is not None:
-                    grow = (n / last_one[0]) ** 2
-                    if last_one[1] * grow > time_cap_s or last_one[2] * grow > memory_cap_mb or last_one[1] < 0:
-                        rec["one_shot_s"].append(None)
-                        rec["one_shot_peak_mb"].append(None)
-                        last_one = (last_one[0], -1.0, last_one[2])  # skip every larger n too
-                        continue
-                if kind not in warm:  # first-call allocations, kernel selection and compiling stay out of the numbers
-                    warm_up = tasks.head(min(n, 4 * b))
-                    try:
-                        (secs,), _ = _timed(learner, family, warm_up, min(bs, n), dev, 1, thr, step_fn)
-                    except Exception as err:  # noqa: BLE001 - any compiler failure: measure eager instead
-                        log.warning("torch.compile failed for %s (%s); timing it eager", learner.name, err)
-                        rec.update(iterative_compiled=False, compile_error=f"{type(err).__name__}: {err}"[:300])
-                        step_fn = step_fns[kind] = None
-                        secs, _ = _timed(learner, family, warm_up, min(bs, n), dev, 1, thr)
-                    if step_fn is not None:
-                        rec["iterative_compile_s"] = round(secs, 2)
-                    warm.add(kind)
-                times, mb = _timed(learner, family, tasks, bs, dev, 1, thr, step_fn)
-                more = min(repeats - 1, int(budget_s / max(times[0], 1e-9)))
-                if more > 0:
-                    t2, mb2 = _timed(learner, family, tasks, bs, dev, more, thr, step_fn)
-                    times, mb = times + t2, max(mb, mb2)
-                secs = statistics.median(times)
-                rec[f"{kind}_s"].append(secs)
-                rec[f"{kind}_peak_mb"].append(mb)
-                if kind == "one_shot":
-                    last_one = (n, secs, max(mb, 1.0))
-            progress(f"bench cost {regime} n={n}: iterative {rec['iterative_s'][-1]:.4g} s, one shot "
-                     f"{rec['one_shot_s'][-1] if rec['one_shot_s'][-1] is None else round(rec['one_shot_s'][-1], 4)} s")
-        out["regimes"][regime] = rec
+           "time_cap_s": time_cap_s, "memory_cap_mb": memory_cap_mb, "compiled": bool(compiled),
+           "timing": {"compiled": bool(compiled), "repeats": repeats, "budget_s": budget_s, "statistic": "median",
+                      "warm_up": "one untimed run at every new step shape of a side (one shot: every n)"},
+           "regimes": {}}
+    with _recompile_limit(4 * (len(sizes) + 2)):
+        for regime, (it, one) in learners.items():
+            out["regimes"][regime] = _cost_regime(regime, it.to(dev), one.to(dev), family, sizes, b, n_tasks, n_query,
+                                                  repeats, dev, time_cap_s, memory_cap_mb, threads, iterative_threads,
+                                                  budget_s, seed, compiled, progress)
     # the top-level lists the issue asks for: the first regime's (every regime is under "regimes")
     first = next(iter(out["regimes"].values()))
     for key in ("iterative_s", "one_shot_s", "iterative_peak_mb", "one_shot_peak_mb"):
         out[key] = first[key]
     out["claim6"] = claim_cost_scaling(out)
     return out
+
+
+def _cost_regime(regime, it, one, family, sizes, b, n_tasks, n_query, repeats, dev, time_cap_s, memory_cap_mb,
+                 threads, iterative_threads, budget_s, seed, compiled, progress) -> dict:
+    """One regime of :func:`bench_cost`: both sides at every n."""
+    keys = ("iterative_s", "one_shot_s", "iterative_times_s", "one_shot_times_s", "iterative_warmup_s",
+            "one_shot_warmup_s", "iterative_peak_mb", "one_shot_peak_mb", "iterative_flops", "one_shot_flops",
+            "iterative_attention_flops", "one_shot_attention_flops")
+    rec = {k: [] for k in keys}
+    rec.update(iterative=it.name, one_shot=one.name, model=asdict(it.model_cfg), iterative_compiled=bool(compiled),
+               one_shot_compiled=bool(compiled), iterative_compile_s=None, compile_error=None)
+    step_fns = {"iterative": compiled_step(it) if compiled else None,
+                "one_shot": compiled_step(one) if compiled else None}
+    warm: dict[str, set] = {"iterative": set(), "one_shot": set()}
+    last_one = None  # (n, seconds, MB) of the last one-shot measurement
+    for idx, n in enumerate(sizes):
+        tasks = family.sample(n_tasks, n, n_query, derive_seed(seed, "bench-cost", regime, n))
+        sides = []
+        for kind, learner, bs, thr in (("iterative", it, b, iterative_threads), ("one_shot", one, n, threads)):
+            flops = rollout_flops(learner, n, n_query)
+            rec[f"{kind}_flops"].append(n_tasks * (flops["attention"] + flops["dense"]))
+            rec[f"{kind}_attention_flops"].append(n_tasks * flops["attention"])
+            if kind == "one_shot" and last_one is not None:
+                grow = (n / last_one[0]) ** 2
+                if last_one[1] * grow > time_cap_s or last_one[2] * grow > memory_cap_mb or last_one[1] < 0:
+                    for key in ("one_shot_s", "one_shot_times_s", "one_shot_warmup_s", "one_shot_peak_mb"):
+                        rec[key].append(None)
+                    last_one = (last_one[0], -1.0, last_one[2])  # skip every larger n too
+                    continue
+            sides.append((kind, learner, min(bs, n), thr))
+        # warm-up: an untimed run at each step shape a side has not run yet (the iterative step's is the
+        # same at every n but for a short last batch; one shot's is n), on the same tasks
+        for kind, learner, bs, thr in sides:
+            shape = n % bs if kind == "iterative" else n
+            secs = None
+            if shape not in warm[kind]:
+                pts = n if kind == "one_shot" or n <= 4 * bs else 3 * bs + (n % bs or bs)
+                try:
+                    (secs,), _ = _timed(learner, family, tasks.head(pts), bs, dev, 1, thr, step_fns[kind])
+                except Exception as err:  # noqa: BLE001 - any compiler failure: time eager instead
+                    if step_fns[kind] is None:
+                        raise
+                    log.warning("torch.compile failed for %s (%s); timing it eager", learner.name, err)
+                    rec["compile_error"] = rec["compile_error"] or f"{type(err).__name__}: {err}"[:300]
+                    # during the first n both sides fall back, so that they stay timed the same way
+                    for side in (("iterative", "one_shot") if idx == 0 else (kind,)):
+                        step_fns[side] = None
+                        rec[f"{side}_compiled"] = False
+                    if idx == 0 and kind == "one_shot":  # the iterative side was warmed compiled: warm it eager
+                        rec["iterative_compile_s"] = None
+                        _timed(it, family, tasks.head(min(n, 4 * b)), min(b, n), dev, 1, iterative_threads)
+                    (secs,), _ = _timed(learner, family, tasks.head(pts), bs, dev, 1, thr)
+                if kind == "iterative" and step_fns[kind] is not None and rec["iterative_compile_s"] is None:
+                    rec["iterative_compile_s"] = round(secs, 2)
+                warm[kind].add(shape)
+            rec[f"{kind}_warmup_s"].append(secs)
+        for kind, learner, bs, thr in sides:
+            times, mb = _timed(learner, family, tasks, bs, dev, 1, thr, step_fns[kind])
+            more = min(repeats - 1, int(budget_s / max(times[0], 1e-9)))
+            if more > 0:
+                t2, mb2 = _timed(learner, family, tasks, bs, dev, more, thr, step_fns[kind])
+                times, mb = times + t2, max(mb, mb2)
+            secs = statistics.median(times)
+            rec[f"{kind}_s"].append(secs)
+            rec[f"{kind}_times_s"].append(times)
+            rec[f"{kind}_peak_mb"].append(mb)
+            if kind == "one_shot":
+                last_one = (n, secs, max(mb, 1.0))
+        progress(f"bench cost {regime} n={n}: iterative {rec['iterative_s'][-1]:.4g} s, one shot "
+                 f"{rec['one_shot_s'][-1] if rec['one_shot_s'][-1] is None else round(rec['one_shot_s'][-1], 4)} s")
+    return rec
 
 
 def loglog_slope(n: list[float], t: list[float]) -> float:
@@ -394,6 +456,7 @@ def claim_cost_scaling(result: dict, fit_range: tuple[int, int] = (1024, 16384),
     (a / c) and the smallest measured n where one shot is slower than iterating.
     ``holds`` applies the issue's bar at ``at_n``: ratio >= min_speedup, memory ratio >=
     min_memory_ratio, iterative slope <= max_slope and one-shot slope >= iterative + min_slope_gap.
+    These are descriptive numbers of the run; claim 6's verdict is ``iai.analysis.cost.judge_cost``.
     """
     out = {"device": result.get("device_name", result.get("device")), "batch_size": result["batch_size"],
            "fit_range": list(fit_range), "regimes": {}}
@@ -434,6 +497,7 @@ def claim_cost_scaling(result: dict, fit_range: tuple[int, int] = (1024, 16384),
                "time_ratio_at_largest": ratio("one_shot_s", "iterative_s", last),
                "memory_ratio_at_largest": ratio("one_shot_peak_mb", "iterative_peak_mb", last),
                "flop_ratio_at_largest": ratio("one_shot_flops", "iterative_flops", last),
+               "attention_flop_ratio_at_largest": ratio("one_shot_attention_flops", "iterative_attention_flops", last),
                f"time_ratio_at_{at_n}": ratio("one_shot_s", "iterative_s", at),
                f"memory_ratio_at_{at_n}": ratio("one_shot_peak_mb", "iterative_peak_mb", at),
                "attention_crossover_n_flops": flop_cross, "one_shot_quadratic_crossover_n_time": time_cross,
@@ -619,7 +683,8 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-cap", type=float, default=8192.0, help="cost: skip one shot past this many MB")
     p.add_argument("--iterative-threads", type=int, default=0,
                    help="cost: CPU threads of the iterative rollouts (default: torch's default, as one shot)")
-    p.add_argument("--no-compile", action="store_true", help="cost: run the iterative step eager (default: torch.compile)")
+    p.add_argument("--compile", action="store_true",
+                   help="cost: run both sides' steps torch.compile'd (one graph per one-shot n; default: both eager)")
     p.add_argument("--iterations", type=int, default=20, help="train: timed iterations per run")
     p.add_argument("--compare", action="store_true",
                    help="train: also time the step-by-step path (steps_at_once false, per-parameter AdamW) side by side")
@@ -645,7 +710,7 @@ def cli_main(args: argparse.Namespace) -> None:
         result = bench_cost(args.params, args.family, sizes, n_tasks=args.tasks, repeats=args.repeats,
                             device=args.device or "auto", time_cap_s=args.time_cap, memory_cap_mb=args.memory_cap,
                             threads=args.threads, iterative_threads=args.iterative_threads,
-                            compile_iterative=not args.no_compile)
+                            compiled=args.compile)
         figure = Path(args.figure) if args.figure else out.with_suffix(".png")
         plot_cost(result, figure)
         for regime, r in result["regimes"].items():
