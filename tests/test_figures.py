@@ -87,6 +87,7 @@ def test_training_context_comes_from_capped_rows_then_params():
     raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params" / "default.yaml").read_text())
     raw["families"] = {name: raw["families"][name] for name in ("linreg", "logreg")}
     raw["runs"] = [{"family": "logreg", "name": "p", "regime": "parametric", "train": {"batch_size": 32}}]
+    raw["report"].pop("primary")
     ctx = figures.params_context(from_dict(raw))
     assert ctx == {"linreg": 16 * 8, "logreg": 32 * 8}
     raw["report"] = {"train_context": 100}

@@ -33,6 +33,12 @@ def test_shipped_params_files_are_valid():
     (lambda r: r["references"]["sgd"]["lr"].pop("linreg"), "references.sgd.lr: no learning rate for family ['linreg']"),
     (lambda r: r["runs"].append({"family": "nope", "name": "x", "regime": "implicit"}), "runs."),
     (lambda r: r["runs"].append({"family": "linreg", "name": "bayes", "regime": "implicit"}), "name of a reference"),
+    (lambda r: r["report"]["primary"][0].update(family="nope"), "report.primary.0.family: unknown family 'nope'"),
+    (lambda r: r["report"]["primary"][0].update(split="ood_x"), "report.primary.0.split: family 'linreg' has no split 'ood_x'"),
+    (lambda r: r["report"]["primary"][0].update(n=100), "report.primary.0.n: 100 is not one of evaluate.sizes"),
+    (lambda r: r["report"]["primary"][0]["b"].update(learner="nobody"), "report.primary.0.b.learner: 'nobody' is neither"),
+    (lambda r: r["report"]["primary"][0].update(test="maybe"), "report.primary.0.test: expected one of"),
+    (lambda r: r["families"]["linreg"]["splits"].update(valid={}), "families.linreg.splits.valid: 'valid' names"),
 ])
 def test_bad_params_name_the_key(raw, edit, message):
     edit(raw)
@@ -50,6 +56,7 @@ def test_duplicate_runs_are_rejected(raw):
 
 def test_run_sections_merge_over_defaults(raw):
     raw = copy.deepcopy(raw)
+    raw["report"].pop("primary")
     raw["runs"] = [{"family": "linreg", "name": "r", "regime": "parametric", "train": {"lr": 0.5}}]
     p = from_dict(raw)
     run = p.run("linreg", "r")

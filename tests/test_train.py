@@ -158,6 +158,7 @@ def test_the_cli_trains_a_run_from_params_and_writes_its_outputs(tmp_path, capsy
     raw["references"] = {"learners": ["bayes"]}
     raw["model"], raw["train"] = MODEL, {**TRAIN, "iterations": 4}
     raw["runs"] = [{"family": "lin", "name": "pb", "regime": "parametric", "signal": "both"}]
+    raw["report"].pop("primary")
     params = tmp_path / "p.yaml"
     params.write_text(yaml.safe_dump(raw))
     out = tmp_path / "models"

@@ -166,10 +166,10 @@ def _cross_check(raw: dict, source: str, learning_rates: bool = True) -> None:
         if "valid" in (spec.get("splits") or {}):
             raise ConfigError(f"{source}: families.{name}.splits.valid: 'valid' names the bank's validation tasks "
                               "(banks.valid_tasks); give the split another name")
-    _check_primary(raw, source)
     too_big = [n for n in raw["evaluate"]["sizes"] if n > raw["banks"]["n_train"]]
     if too_big:
         raise ConfigError(f"{source}: evaluate.sizes: {too_big} exceed banks.n_train = {raw['banks']['n_train']}")
+    _check_primary(raw, source)
 
 
 def _check_primary(raw: dict, source: str) -> None:

@@ -37,6 +37,7 @@ rule report:
     output:
         html="reports/index.html",
         metrics="reports/metrics.json",
+        claims="reports/claims.md",  # written beside the metrics
     params:
         file=PARAMS_FILE,
         settings=settings(params=RAW),  # the report shows the whole recipe

@@ -56,8 +56,7 @@ def write_bank(params: Params, name: str, out_dir: str | Path) -> Path:
         "params": family.params(),
         "splits": {s: {"params": fam.params(), "seed": derive_seed(params.seed, "bank", name, s)}
                    for s, fam in bank_families(splits).items()},
-        "sizes": {"n_tasks": params.banks["n_tasks"], "n_train": params.banks["n_train"],
-                  "n_valid": params.banks["n_valid"], "valid_tasks": params.banks.get("valid_tasks", 0)},
+        "sizes": dict(params.banks),  # n_tasks, n_train, n_valid and (when set) valid_tasks
         "root_seed": params.seed,
         "params_file": params.path,
         "files": {path.name: {"sha256": file_sha256(path)}},
