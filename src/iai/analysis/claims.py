@@ -456,15 +456,15 @@ SECONDARY = {"1": (secondary_steps, secondary_gain), "1b": (), "2": (secondary_s
              "4": (secondary_history,), "5": (secondary_states,)}
 
 
-def evaluate_claims(tasks: pd.DataFrame, options: dict | Options | None = None,
-                    cost_scaling: dict | None = None, secondary: bool = True) -> list[dict]:
-    """Every claim (:data:`CLAIMS`, in order) from the per-task table; ``options`` is the params'
-    ``report:`` section (:class:`Options`), ``cost_scaling`` the JSON of ``iai bench cost`` (claim 6);
-    ``secondary=False`` computes the primary comparisons only (the verdicts are the same)."""
-    o = options if isinstance(options, Options) else Options.from_dict(options)
+def _cells(tasks: pd.DataFrame, o: Options) -> tuple[Cells, Cells]:
+    """The indexed table, and its prediction families (claims 2 to 5)."""
     quality = tasks[~tasks.metric.isin(["wall_time_s", "peak_memory_mb"])]
     cells = Cells(quality, o)
-    pred = Cells(prediction(quality), o) if not quality.empty else cells
+    return cells, (Cells(prediction(quality), o) if not quality.empty else cells)
+
+
+def _judge_all(cells: Cells, pred: Cells, o: Options, cost_scaling: dict | None, secondary: bool) -> list[dict]:
+    cells.o = pred.o = o
     out = []
     for claim in CLAIMS[:-1]:
         records = primary_comparisons(cells, claim)
@@ -474,6 +474,15 @@ def evaluate_claims(tasks: pd.DataFrame, options: dict | Options | None = None,
     out.append(judge_cost(cost_scaling, {"level": o.level, "cost_flop_factor": o.cost_flop_factor,
                                          "cost_slope_tolerance": o.cost_slope_tolerance}))
     return out
+
+
+def evaluate_claims(tasks: pd.DataFrame, options: dict | Options | None = None,
+                    cost_scaling: dict | None = None, secondary: bool = True) -> list[dict]:
+    """Every claim (:data:`CLAIMS`, in order) from the per-task table; ``options`` is the params'
+    ``report:`` section (:class:`Options`), ``cost_scaling`` the JSON of ``iai bench cost`` (claim 6);
+    ``secondary=False`` computes the primary comparisons only (the verdicts are the same)."""
+    o = options if isinstance(options, Options) else Options.from_dict(options)
+    return _judge_all(*_cells(tasks, o), o, cost_scaling, secondary)
 
 
 SENSITIVITY = {  # alternative reasonable rules: each verdict re-judged under each (fixed with the rule)
@@ -489,7 +498,8 @@ def sensitivity(tasks: pd.DataFrame, options: dict | None, cost_scaling: dict | 
     """Each claim's verdict under the rule in force and under each alternative of :data:`SENSITIVITY`."""
     o = Options.from_dict(options)
     largest = int(tasks.loc[tasks.split != VALID_SPLIT, "n_train"].max()) if not tasks.empty else None
-    table = {"rule in force": evaluate_claims(tasks, o, cost_scaling, secondary=False)}
+    cells, pred = _cells(tasks, o)  # indexed once: only the rules change
+    table = {"rule in force": _judge_all(cells, pred, o, cost_scaling, secondary=False)}
     for name, change in SENSITIVITY.items():
         if change.get("n") == "largest":
             prim = tuple({**p, "n": largest} if p.get("a", {}).get("step") is None and p.get("b", {}).get("step") is None
@@ -497,6 +507,6 @@ def sensitivity(tasks: pd.DataFrame, options: dict | None, cost_scaling: dict | 
             alt = replace(o, primary=prim)
         else:
             alt = replace(o, **change)
-        table[name] = evaluate_claims(tasks, alt, cost_scaling, secondary=False)
+        table[name] = _judge_all(cells, pred, alt, cost_scaling, secondary=False)
     return [{"claim": c["claim"], **{name: res[i]["verdict"] for name, res in table.items()}}
             for i, c in enumerate(table["rule in force"])]
