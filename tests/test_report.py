@@ -10,7 +10,7 @@ import pytest
 
 from iai import cli
 from iai.analysis import report
-from iai.analysis.claims import evaluate_claims
+from iai.analysis.claims import CLAIMS, evaluate_claims
 from iai.analysis.figures import FIGURES
 from iai.utils import ConfigError
 from fake_results import cached_figures, cached_table, cached_tasks, fake_params, write_tables
@@ -89,7 +89,10 @@ def test_metrics_are_deterministic_and_hold_the_headlines(inputs, tmp_path):
     data = (tmp_path / "a" / "metrics.json").read_bytes()
     assert data == (tmp_path / "b" / "metrics.json").read_bytes()
     m = json.loads(data)
-    assert sorted(m["claims"]) == [f"claim_{i}" for i in range(1, 7)]
+    assert sorted(m["claims"]) == sorted(f"claim_{c}" for c in CLAIMS)
+    assert len(m["rules"]["hash"]) == 16 and "primary" in m["rules"] and "competence_gap" in m["rules"]
+    assert [r["claim"] for r in m["sensitivity"]] == list(CLAIMS) and "level 0.99" in m["sensitivity"][0]
+    assert (tmp_path / "a" / "claims.md").read_text().startswith("# The paper's claims, judged")
     lin = m["families"]["linreg"]
     assert lin["metric"] == "excess_risk" and lin["n"] == 256 and lin["split"] == "id"
     assert lin["learners"]["bayes"]["ratio_to_bayes"] == 1.0
@@ -136,5 +139,5 @@ def test_missing_figure_and_bad_stage_info_are_named(inputs, tmp_path):
 def test_cli_prints_the_verdicts(inputs, tmp_path, capsys):
     code = cli.main(["report", "--results", str(inputs / "results.csv"), "--figures", cached_figures(),
                      "--out", str(tmp_path / "r" / "index.html"), "--metrics", str(tmp_path / "r" / "m.json")])
-    assert code == 0 and "2: reproduced" in capsys.readouterr().out
+    assert code == 0 and "1b: inconclusive" in capsys.readouterr().out  # no params: no primary comparisons
     assert (tmp_path / "r" / "index.html").is_file() and (tmp_path / "r" / "m.json").is_file()

@@ -122,7 +122,7 @@ def claims_overview(claims: list[dict], ctx: dict | None = None) -> str:
            '<p class="test">Each verdict rests on the comparisons named in the params before any result '
            "(<code>report.primary</code>), with Holm's correction over a claim's comparisons; everything else is "
            'secondary and decides nothing. The rule, the gate and every comparison are under <a href="#claim-details">'
-           "Claim details</a>."]
+           "Claim details</a>.</p>"]
     if ctx and ctx.get("rules_hash"):
         out.append(f'<p class="test">Rules in force: hash <code>{esc(ctx["rules_hash"])}</code> '
                    "(recorded with the rules in <code>reports/metrics.json</code>).</p>")
