@@ -326,6 +326,17 @@ def _learned(cells: Cells, **cols) -> pd.DataFrame:
     return L[sel]
 
 
+def _like(L: pd.DataFrame, r, cols: tuple, **fixed) -> pd.DataFrame:
+    """Rows of ``L`` equal to learner ``r`` in ``cols`` and to ``fixed`` elsewhere (a learner's twins)."""
+    sel = np.ones(len(L), dtype=bool)
+    for c in cols:
+        if c in L.columns:
+            sel &= (L[c] == getattr(r, c)).to_numpy()
+    for c, v in fixed.items():
+        sel &= (L[c] == v).to_numpy()
+    return L[sel]
+
+
 def _secondary(cells: Cells, claim: str, family, split, n, a: dict, b: dict, where: str, metric=None) -> list[dict]:
     rec = cells.compare(family, split, n, a, b, metric)
     if rec is None:
@@ -365,9 +376,7 @@ def secondary_gain(cells: Cells) -> list[dict]:
     out = []
     L = _learned(cells, mode="iterative")
     for r in L[L.gain == "inverse_step"].itertuples():
-        twin = L[(L.family == r.family) & (L.regime == r.regime) & (L.signal == r.signal) & (L.state == r.state)
-                 & (L.history == r.history) & (L.gain == "constant")]
-        for c in twin.itertuples():
+        for c in _like(L, r, ("family", "regime", "signal", "state", "history"), gain="constant").itertuples():
             for split in cells.splits(r.family):
                 for n in _horizon_ns(cells, r.family, r.learner):
                     out += _secondary(cells, "1", r.family, split, n, {"learner": r.learner}, {"learner": c.learner},
@@ -395,7 +404,7 @@ def secondary_regimes(cells: Cells) -> list[dict]:
     out = []
     par = _learned(cells, mode="iterative", regime="parametric", history=0)
     for e in _learned(cells, mode="iterative", regime="explicit", history=0).itertuples():
-        for p in par[(par.family == e.family) & (par.signal == e.signal)].itertuples():
+        for p in _like(par, e, ("family", "signal", "gain")).itertuples():
             for split in cells.splits(e.family):
                 for n in _horizon_ns(cells, e.family, e.learner):
                     out += _secondary(cells, "3", e.family, split, n, {"learner": p.learner}, {"learner": e.learner},
@@ -408,8 +417,7 @@ def secondary_history(cells: Cells) -> list[dict]:
     out = []
     L = _learned(cells, mode="iterative")
     for h in L[L.history > 0].itertuples():
-        base = L[(L.family == h.family) & (L.regime == h.regime) & (L.signal == h.signal) & (L.state == h.state)
-                 & (L.history == 0)]
+        base = _like(L, h, ("family", "regime", "signal", "state", "gain"), history=0)
         for b in base.itertuples():
             for split in cells.splits(h.family):
                 for n in _horizon_ns(cells, h.family, h.learner):

@@ -329,7 +329,8 @@ def bench_cost(params_file: str | None = None, family_name: str | None = None, s
       that shape on the same tasks (first-call allocations, kernel selection and, compiled, the
       compile stay out of the numbers). The iterative step's shape is the same at every n (one
       warm-up at the first n, over a few steps); one shot's changes with n (a warm-up at every n,
-      which costs one more run of it). Its seconds are ``iterative_warmup_s`` / ``one_shot_warmup_s``
+      which costs one more run of it; eager, it is skipped once one shot's run at the previous n took
+      more than EAGER_WARMUP_MAX_S = 1 s, where a first call's overhead is lost in the run). Its seconds are ``iterative_warmup_s`` / ``one_shot_warmup_s``
       (a list per n, null where none ran); ``iterative_compile_s`` is the first one when compiled.
 
     Per regime the JSON also holds the counted FLOPs of each side per n (all tasks):
@@ -393,6 +394,9 @@ def _cost_regime(regime, it, one, family, sizes, b, n_tasks, n_query, repeats, d
         for kind, learner, bs, thr in sides:
             shape = n % bs if kind == "iterative" else n
             secs = None
+            if (kind == "one_shot" and step_fns[kind] is None and last_one is not None
+                    and last_one[1] > EAGER_WARMUP_MAX_S):
+                warm[kind].add(shape)  # eager and long: a first call's overhead is lost in the run itself
             if shape not in warm[kind]:
                 pts = n if kind == "one_shot" or n <= 4 * bs else 3 * bs + (n % bs or bs)
                 try:
@@ -429,6 +433,9 @@ def _cost_regime(regime, it, one, family, sizes, b, n_tasks, n_query, repeats, d
         progress(f"bench cost {regime} n={n}: iterative {rec['iterative_s'][-1]:.4g} s, one shot "
                  f"{rec['one_shot_s'][-1] if rec['one_shot_s'][-1] is None else round(rec['one_shot_s'][-1], 4)} s")
     return rec
+
+
+EAGER_WARMUP_MAX_S = 1.0  # eager one shot is not warmed at an n once its run at the previous n took longer
 
 
 def loglog_slope(n: list[float], t: list[float]) -> float:
