@@ -345,6 +345,12 @@ def _secondary(cells: Cells, claim: str, family, split, n, a: dict, b: dict, whe
     return [rec]
 
 
+def _everywhere(cells: Cells, claim: str, family, a: str, b: str, where: str) -> list[dict]:
+    """A against B (learner names, iterative) on every split of the family, at n_ctx and the largest n."""
+    return [r for split in cells.splits(family) for n in _horizon_ns(cells, family, a)
+            for r in _secondary(cells, claim, family, split, n, {"learner": a}, {"learner": b}, where)]
+
+
 def _horizon_ns(cells, family, learner) -> list[int]:
     ns = cells.ns(family, learner)
     return sorted({n for n in ns if n <= cells.n_ctx(family)} | ({max(ns)} if ns else set()))
@@ -377,10 +383,7 @@ def secondary_gain(cells: Cells) -> list[dict]:
     L = _learned(cells, mode="iterative")
     for r in L[L.gain == "inverse_step"].itertuples():
         for c in _like(L, r, ("family", "regime", "signal", "state", "history"), gain="constant").itertuples():
-            for split in cells.splits(r.family):
-                for n in _horizon_ns(cells, r.family, r.learner):
-                    out += _secondary(cells, "1", r.family, split, n, {"learner": r.learner}, {"learner": c.learner},
-                                      f"{r.regime}: gain b/(n+b) vs constant")
+            out += _everywhere(cells, "1", r.family, r.learner, c.learner, f"{r.regime}: gain b/(n+b) vs constant")
     return out
 
 
@@ -405,10 +408,7 @@ def secondary_regimes(cells: Cells) -> list[dict]:
     par = _learned(cells, mode="iterative", regime="parametric", history=0)
     for e in _learned(cells, mode="iterative", regime="explicit", history=0).itertuples():
         for p in _like(par, e, ("family", "signal", "gain")).itertuples():
-            for split in cells.splits(e.family):
-                for n in _horizon_ns(cells, e.family, e.learner):
-                    out += _secondary(cells, "3", e.family, split, n, {"learner": p.learner}, {"learner": e.learner},
-                                      f"parametric vs explicit ({e.signal})")
+            out += _everywhere(cells, "3", e.family, p.learner, e.learner, f"parametric vs explicit ({e.signal})")
     return out
 
 
@@ -419,10 +419,7 @@ def secondary_history(cells: Cells) -> list[dict]:
     for h in L[L.history > 0].itertuples():
         base = _like(L, h, ("family", "regime", "signal", "state", "gain"), history=0)
         for b in base.itertuples():
-            for split in cells.splits(h.family):
-                for n in _horizon_ns(cells, h.family, h.learner):
-                    out += _secondary(cells, "4", h.family, split, n, {"learner": h.learner}, {"learner": b.learner},
-                                      "history window vs Markovian")
+            out += _everywhere(cells, "4", h.family, h.learner, b.learner, "history window vs Markovian")
     return out
 
 
