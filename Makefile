@@ -2,7 +2,7 @@
 #
 #   make reproduce                       the whole pipeline on params/default.yaml (CPU, minutes)
 #   make reproduce PARAMS=params/paper.yaml PROFILE=workflow/profiles/gpu
-#   make test                            the test suite (pytest), about 6 minutes on 2 cores with setup (5-8)
+#   make test                            the test suite (pytest), 6-14 minutes on 2 cores with setup
 #   make test-fast                       the tests not marked slow (no pipeline runs), about 1 minute
 #   make pull                            fetch the artifacts from the DVC remote, then Snakemake adopts them
 #   make dry-run | lint | workflow-report | help
