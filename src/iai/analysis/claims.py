@@ -61,7 +61,6 @@ TITLES = {
     "6": "Iterating is about K times cheaper than one shot over the same data",
 }
 CLAIMS = tuple(TITLES)
-TESTS = ("a_better", "equivalence")
 
 
 @dataclass(frozen=True)
