@@ -381,3 +381,17 @@ def test_meta_training_and_tuning_never_draw_a_bank_image(tmp_path, monkeypatch)
     manifest = json.loads((tmp_path / "banks" / "digits.json").read_text())
     assert {s["params"]["image_part"] for s in manifest["splits"].values()} == {"eval"}
     assert manifest["params"]["image_part"] == "train"  # the family learners train on
+
+
+def test_bundled_digits_are_scikit_learns_load_digits():
+    """The digits source reads scikit-learn's bundled CSV without importing sklearn.datasets: the
+    same images and labels as ``load_digits``."""
+    from sklearn.datasets import load_digits
+
+    from iai.core.tasks.images import load_source
+
+    images, labels = load_source("digits")
+    d = load_digits()
+    assert images.dtype == np.float32 and labels.dtype == np.int64
+    np.testing.assert_array_equal(images, d.images)
+    np.testing.assert_array_equal(labels, d.target)

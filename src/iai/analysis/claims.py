@@ -96,6 +96,15 @@ class Options:
 # ---------------------------------------------------------------------------- the table, indexed
 
 
+@dataclass(frozen=True)
+class CellRows:
+    """One cell's per-task rows: parallel arrays of training seed, task index and value."""
+
+    seed: np.ndarray
+    task: np.ndarray
+    value: np.ndarray
+
+
 _CELL = ["family", "split", "learner", "mode", "context", "n_train", "metric", "step"]
 
 
@@ -106,22 +115,30 @@ class Cells:
     def __init__(self, tasks: pd.DataFrame, options: Options):
         self.o = options
         t = tasks.reset_index(drop=True)
-        self.index = t.set_index(_CELL)[["seed", "task", "value"]].sort_index()
+        # cell -> its rows' positions: one groupby here, where a MultiIndex lookup per cell (thousands
+        # of cells, with the sensitivity's re-judging) took most of the report's time
+        self._seed, self._task = t["seed"].to_numpy(), t["task"].to_numpy()
+        self._value = t["value"].to_numpy(dtype=float)
+        self._cells = t.groupby(_CELL, sort=False, dropna=False).indices
         self.last = t.groupby(["family", "split", "learner", "mode", "context", "n_train"])["step"].max().to_dict()
         self.primary = {f: primary_metric(t, f) for f in t.family.unique()}
         self.final = t.drop_duplicates(["family", "split", "learner", "mode", "context", "n_train", "batch_size"])
         cols = ["family", "kind", "dim", "learner", "regime", "signal", "state", "history", "nominal", "mode"]
         cols += ["gain"] if "gain" in t.columns else []
         self.learners = t.drop_duplicates(["family", "learner", "mode"])[cols]
+        self._present = self.learners.groupby("family")["learner"].agg(set).to_dict()
+        self._learned = {(f, n) for f, n, r in zip(self.learners.family, self.learners.learner, self.learners.regime)
+                         if r in LEARNED}
         self.seeds = t.groupby(["family", "learner", "mode"])["seed"].nunique().to_dict()
 
-    def rows(self, family, split, learner, n, metric=None, mode="iterative", context="all", step=None):
+    def rows(self, family, split, learner, n, metric=None, mode="iterative", context="all", step=None) -> "CellRows | None":
         """Per-task rows (seed, task, value) at one cell (the final step unless ``step``); None if absent."""
         step = step if step is not None else self.last.get((family, split, learner, mode, context, n))
         key = (family, split, learner, mode, context, n, metric or self.primary.get(family), step)
-        if step is None or key not in self.index.index:
+        if step is None or key not in self._cells:
             return None
-        return self.index.loc[key]
+        at = self._cells[key]
+        return CellRows(self._seed[at], self._task[at], self._value[at])
 
     def ns(self, family, learner, mode="iterative", context="all") -> list[int]:
         f = self.final
@@ -136,7 +153,7 @@ class Cells:
         return self.seeds.get((family, learner, mode), 0) >= self.o.min_seeds
 
     def _first(self, family, names) -> str | None:
-        present = set(self.learners.loc[self.learners.family == family, "learner"])
+        present = self._present.get(family, set())
         return next((r for r in names if r in present), None)
 
     def reference(self, family) -> str | None:
@@ -165,12 +182,11 @@ class Cells:
         ok = gap >= self.o.competence_gap
         return bool(ok), f"{learner} closes {gap:.0%} of the {triv}-to-{ref} gap at n = {n} (validation tasks)"
 
-    def matrix(self, rows: pd.DataFrame, tasks: np.ndarray, what: str) -> np.ndarray:
+    def matrix(self, rows: "CellRows", tasks: np.ndarray, what: str) -> np.ndarray:
         """Rows of one cell -> values ``[seeds, tasks]``; a missing (seed, task) is an error."""
-        seeds = np.unique(rows["seed"].to_numpy())
-        wide = rows.pivot_table(index="seed", columns="task", values="value", aggfunc="first")
-        wide = wide.reindex(index=seeds, columns=tasks)
-        M = wide.to_numpy(dtype=float)
+        seeds, s_at = np.unique(rows.seed, return_inverse=True)
+        M = np.full((len(seeds), len(tasks)), np.nan)
+        M[s_at, np.searchsorted(tasks, rows.task)] = rows.value  # tasks: sorted, holding every task of rows
         if np.isnan(M).any():
             s, t = np.argwhere(np.isnan(M))[0]
             raise ValueError(f"{what}: no value for seed {seeds[s]}, task {tasks[t]} (every seed must cover every task)")
@@ -184,11 +200,11 @@ class Cells:
         for s in (a, b):
             s = {"mode": "iterative", "context": "all", "step": None, **s}
             rows = self.rows(family, split, s["learner"], n, metric, s["mode"], s["context"], s["step"])
-            if rows is None or rows.empty:
+            if rows is None or not len(rows.value):
                 return None
             sides.append((s, rows))
         (sa, ra), (sb, rb) = sides
-        tasks = np.union1d(ra["task"].to_numpy(), rb["task"].to_numpy())
+        tasks = np.union1d(ra.task, rb.task)
         where = f"{family}/{split}/n{n}"
         A = self.matrix(ra, tasks, f"{where}: {sa['learner']}")
         B = self.matrix(rb, tasks, f"{where}: {sb['learner']}")
@@ -204,8 +220,7 @@ class Cells:
     def _gate(self, sides: list[dict], family: str, n: int) -> tuple[bool, str]:
         why, ok = [], True
         for s in sides:
-            if (self.learners.loc[(self.learners.family == family) & (self.learners.learner == s["learner"]), "regime"]
-                    .isin(LEARNED).any()):
+            if (family, s["learner"]) in self._learned:
                 if not self.judged(family, s["learner"], s["mode"]):
                     ok = False
                     why.append(f"{s['learner']}: {self.seeds.get((family, s['learner'], s['mode']), 0)} training "

@@ -214,7 +214,7 @@ def load_table(path: str | Path, params=None) -> pd.DataFrame:
     """The results table, checked against the schema and (with params) the params' learners and families."""
     df = results.read(path, known_learners(params) if params is not None else None)
     if params is not None:
-        unknown = sorted(set(df.family.astype(str)) - set(params.families))
+        unknown = sorted(set(map(str, df.family.unique())) - set(params.families))
         if unknown:
             raise ConfigError(f"{path}: unknown family(ies) {unknown}; the params define {sorted(params.families)}")
     if df.empty:

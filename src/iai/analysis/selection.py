@@ -41,7 +41,7 @@ GROUP = ["family", "split", "learner", "mode", "context", "n_train", "metric"]
 def primary_metric(df: pd.DataFrame, family: str) -> str | None:
     """excess_risk (regression), error_rate (classification), edge_accuracy (order) or mmd
     (generation): the first of PRIMARY reported."""
-    present = set(df.loc[df.family == family, "metric"])
+    present = set(df.loc[df.family == family, "metric"].unique())
     return next((m for m in PRIMARY if m in present), None)
 
 

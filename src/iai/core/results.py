@@ -77,11 +77,11 @@ def validate(df: pd.DataFrame, source: str = "results table", known_learners: It
     if missing:
         raise ConfigError(f"{source}: missing column(s) {missing}; expected columns {columns}")
     for col, allowed in (("regime", REGIMES), ("mode", MODES), ("context", CONTEXTS), ("metric", METRICS)):
-        bad = sorted(set(df[col].astype(str)) - set(allowed))
+        bad = sorted(set(map(str, df[col].unique())) - set(allowed))  # unique first: fast on Arrow strings
         if bad:
             raise ConfigError(f"{source}: column {col!r} has unknown value(s) {bad}; expected {list(allowed)}")
     if known_learners is not None:
-        bad = sorted(set(df["learner"].astype(str)) - set(known_learners))
+        bad = sorted(set(map(str, df["learner"].unique())) - set(known_learners))
         if bad:
             raise ConfigError(f"{source}: unknown learner(s) {bad}; the params define {sorted(known_learners)}")
     dup = df.duplicated(key)
@@ -112,12 +112,17 @@ def summarize(tasks: pd.DataFrame) -> pd.DataFrame:
     if tasks.empty:
         return pd.DataFrame(columns=COLUMNS)
     group = LEARNER_COLUMNS + ["n_train", "step", "n_seen", "metric"]
-    per_task = tasks.groupby(group + ["task"], sort=False, dropna=False)["value"].mean().reset_index()
-    out = per_task.groupby(group, sort=False, dropna=False)["value"].agg(["mean", "sem", "count"]).reset_index()
-    per_seed = tasks.groupby(group + ["seed"], sort=False, dropna=False)["value"].mean().reset_index()
-    spread = per_seed.groupby(group, sort=False, dropna=False)["value"].agg(["std", "count"]).reset_index()
-    out = out.merge(spread, on=group, how="left")
-    out = out.rename(columns={"mean": "value", "count_x": "n_tasks", "std": "seed_sd", "count_y": "n_seeds"})
+    # the wide key factorized once into one integer (summary rows in order of first appearance);
+    # the three reductions then group by small integer keys
+    ids = tasks.groupby(group, sort=False, dropna=False).ngroup().to_numpy()
+    rows = pd.DataFrame({"g": ids, "task": tasks["task"].to_numpy(), "seed": tasks["seed"].to_numpy(),
+                         "value": tasks["value"].to_numpy(dtype=float)})
+    per_task = rows.groupby(["g", "task"], sort=False)["value"].mean().groupby(level="g", sort=True)
+    per_seed = rows.groupby(["g", "seed"], sort=False)["value"].mean().groupby(level="g", sort=True)
+    out = tasks[group].iloc[np.unique(ids, return_index=True)[1]].reset_index(drop=True)
+    out["value"], out["sem"], out["n_tasks"] = per_task.mean().to_numpy(), per_task.sem().to_numpy(), \
+        per_task.count().to_numpy()
+    out["seed_sd"], out["n_seeds"] = per_seed.std().to_numpy(), per_seed.count().to_numpy()
     return validate(out[COLUMNS])
 
 

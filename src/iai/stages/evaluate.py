@@ -146,9 +146,23 @@ def evaluate_learner(params: Params, family_name: str, learner_name: str, banks_
                         **describe(learner), "seed": seed}
                 blocks += [{**info, **b} for b in evaluate_split(learner, split_family, bank[split],
                                                                 params.evaluate["sizes"], batch_size, settings, stream)]
-    frames = [pd.DataFrame({c: b[c] for c in TASK_COLUMNS}) for b in blocks]
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TASK_COLUMNS)
-    return task_frame(df)
+    return task_frame(_blocks_to_frame(blocks))
+
+
+def _blocks_to_frame(blocks: list[dict]) -> pd.DataFrame:
+    """Column blocks (scalars plus the equal-length ``task`` and ``value`` arrays) -> one frame.
+
+    One small frame of the blocks' scalars, repeated row-wise, then the arrays: a frame per block
+    (pandas broadcasting each block's scalars) took most of a cheap learner's evaluation job.
+    """
+    if not blocks:
+        return pd.DataFrame(columns=TASK_COLUMNS)
+    arrays = ("task", "value")
+    scalars = pd.DataFrame([{c: b[c] for c in TASK_COLUMNS if c not in arrays} for b in blocks])
+    df = scalars.loc[scalars.index.repeat([len(b["value"]) for b in blocks])].reset_index(drop=True)
+    for c in arrays:
+        df[c] = np.concatenate([b[c] for b in blocks])
+    return df[TASK_COLUMNS]
 
 
 def cli_arguments(p: argparse.ArgumentParser) -> None:
