@@ -2,7 +2,7 @@
 #
 #   make reproduce                       the whole pipeline on params/default.yaml (CPU, minutes)
 #   make reproduce PARAMS=params/paper.yaml PROFILE=workflow/profiles/gpu
-#   make test                            the test suite (pytest), 6-14 minutes on 2 cores with setup
+#   make test                            the test suite (pytest, one process per core), minutes on 2 cores
 #   make test-fast                       the tests not marked slow (no pipeline runs), about 1 minute
 #   make pull                            fetch the artifacts from the DVC remote, then Snakemake adopts them
 #   make dry-run | lint | workflow-report | help
@@ -13,6 +13,8 @@ VENV ?= .venv
 PARAMS ?= params/default.yaml
 PROFILE ?=
 PYTEST_ARGS ?=
+# pytest-xdist: one test process per core (`make test PYTEST_WORKERS=0`: all in one process)
+PYTEST_WORKERS ?= auto
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.iai-installed
@@ -64,10 +66,10 @@ reproduce: setup
 	@echo "done: reports/index.html, reports/metrics.json, data/results/results.csv"
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 pull: setup
 	dvc pull

@@ -12,7 +12,7 @@ from iai.params import RunSpec
 from iai.core.rollout import rollout
 from iai.core.tasks import make_family
 from iai.core.training import TrainConfig, train_iteration
-from iai.utils import ConfigError
+from iai.utils import ConfigError, torch_save
 
 MODEL = {"width": 32, "depth": 2, "heads": 4, "ff": 64}
 TRAIN = {"batch_size": 8, "max_steps": 3}
@@ -211,6 +211,9 @@ def test_save_then_load_reproduces_predictions_exactly(tmp_path, name):
 def test_a_file_that_is_not_a_checkpoint_fails_clearly(tmp_path):
     path = tmp_path / "x.pt"
     torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(ConfigError, match="not an iai file"):
+        load_learner(path)
+    torch_save(path, {"weights": torch.zeros(2)})
     with pytest.raises(ConfigError, match="not an iai learner checkpoint"):
         load_learner(path)
 

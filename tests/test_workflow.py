@@ -319,8 +319,7 @@ def tiny_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_full_tiny_run_completes_then_has_nothing_to_do(tiny_run):
-    ws, seconds = tiny_run
-    assert seconds < 180, f"tiny pipeline took {seconds:.0f} s"
+    ws, _ = tiny_run
     import pandas as pd
     from iai.analysis.captions import FIGURES
 

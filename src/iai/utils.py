@@ -79,22 +79,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
 
     A crash or an exception leaves the old file (or no file) and no partial one, which is what
-    lets Snakemake and DVC trust that an existing output is a finished output.
+    lets Snakemake and DVC trust that an existing output is a finished output. An OS error (a
+    folder that cannot be written, a full disk) is one :class:`ConfigError` naming the path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600 files; outputs should look like any file
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600 files; outputs should look like any file
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as err:
+        raise ConfigError(f"{path}: could not write it ({err.strerror or err})") from err
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Fail before any compute when ``folder`` cannot be created or written (one :class:`ConfigError`)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{folder}: output folder cannot be written ({err.strerror or err})") from err
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -107,27 +122,68 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def torch_save(path: str | os.PathLike, obj: Any) -> None:
-    """``torch.save`` atomically, with bytes that depend only on ``obj`` (DVC hashes them).
+CONTENT_HASH = "content_sha256"  # the key torch_save adds to every object it writes
+
+
+def content_sha256(obj: Any) -> str:
+    """A hash of an object of dicts, lists, tensors and scalars: every tensor's dtype, shape and bytes."""
+    h = hashlib.sha256()
+
+    def feed(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous().reshape(-1)
+            h.update(f"T{t.dtype}{tuple(x.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(x, dict):
+            h.update(f"D{len(x)}".encode())
+            for k in sorted(x, key=repr):
+                h.update(repr(k).encode())
+                feed(x[k])
+        elif isinstance(x, (list, tuple)):
+            h.update(f"L{len(x)}".encode())
+            for v in x:
+                feed(v)
+        else:
+            h.update(f"S{type(x).__name__}:{x!r}".encode())
+
+    feed(obj)
+    return h.hexdigest()
+
+
+def torch_save(path: str | os.PathLike, obj: dict) -> None:
+    """``torch.save`` of a dict atomically, with its :func:`content_sha256` under :data:`CONTENT_HASH`
+    (checked by :func:`torch_load`), and bytes that depend only on ``obj`` (DVC hashes them).
 
     Saving to a file names the archive's inner folder after the (random) temporary file name, so
     the object is serialized to memory first, where the folder is always called ``archive``.
     """
+    if not isinstance(obj, dict) or CONTENT_HASH in obj:
+        raise TypeError(f"torch_save: expected a dict without a {CONTENT_HASH!r} key")
     buffer = io.BytesIO()
-    torch.save(obj, buffer)
+    torch.save({**obj, CONTENT_HASH: content_sha256(obj)}, buffer)
     with atomic_path(path) as tmp:
         tmp.write_bytes(buffer.getvalue())
 
 
-def torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
-    """Load a file written by :func:`torch_save` without executing code from it."""
+def torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu", remedy: str = "") -> Any:
+    """Load a file written by :func:`torch_save` without executing code from it, and check its content
+    hash: a changed byte in any tensor is one :class:`ConfigError` naming the file, the recorded and
+    the found hash, and ``remedy`` (how to regenerate it)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # corrupted, truncated, or a pickle with code in it
         raise ConfigError(f"{path}: not a readable iai file ({type(err).__name__}: {err})") from err
+    if not isinstance(data, dict) or CONTENT_HASH not in data:
+        raise ConfigError(f"{path}: not an iai file (no {CONTENT_HASH}; files written by iai carry one)")
+    recorded = data.pop(CONTENT_HASH)
+    found = content_sha256(data)
+    if found != recorded:
+        raise ConfigError(f"{path}: corrupted: content hash {found[:16]} differs from the recorded {str(recorded)[:16]}"
+                          + (f"; {remedy}" if remedy else ""))
+    return data
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -38,11 +38,11 @@ import pandas as pd
 from iai.params import Params, load_params
 from iai.core.learners.references import REFERENCE_NAMES, applies, reference_learner
 from iai.core.results import TASK_COLUMNS, VALID_SPLIT, task_frame, write_tasks
-from iai.core.learners import describe, load_run
+from iai.core.learners import describe, load_run, run_dir
 from iai.core.rollout import eval_steps, rollout, steps_for
 from iai.core.tasks import TaskBatch, TaskFamily, build_family
 from iai.core.tasks.bank import load_bank
-from iai.utils import ConfigError, derive_seed, describe_device, resolve_device, write_json
+from iai.utils import ConfigError, check_writable, derive_seed, describe_device, resolve_device, write_json
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,13 @@ def evaluate_learner(params: Params, family_name: str, learner_name: str, banks_
     """The per-task rows of one learner (every training seed of a learned run; references: seed 0) on
     every split of one family's bank; ``learner_name='references'``: of every applicable reference,
     one after another on the same family and bank."""
+    if learner_name != ALL_REFERENCES and learner_name not in REFERENCE_NAMES:  # every seed's checkpoint, before any compute
+        run = params.run(family_name, learner_name)
+        missing = [str(p) for p in (run_dir(Path(models_dir), family_name, learner_name) / f"seed{s}.pt"
+                                    for s in range(run.seeds)) if not p.is_file()]
+        if missing:
+            raise ConfigError(f"run {run.id} has {run.seeds} training seed(s); missing checkpoint(s) {missing}: "
+                              f"train them first (`iai train --family {family_name} --learner {learner_name}`)")
     spec = params.family(family_name)
     family, split_families = build_family(spec)
     bank = load_bank(Path(banks_dir) / f"{family_name}.pt")
@@ -181,8 +188,9 @@ def cli_main(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     start = time.perf_counter()
     device = args.device or params.device
-    df = evaluate_learner(params, args.family, args.learner, args.banks, args.models, device)
     out = Path(args.out)
+    check_writable(out.parent)  # before any compute
+    df = evaluate_learner(params, args.family, args.learner, args.banks, args.models, device)
     write_tasks(df, out)
     write_json(out.with_suffix(".json"), {
         "stage": "evaluate", "family": args.family, "learner": args.learner, "rows": len(df),

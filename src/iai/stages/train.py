@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 from iai.core.learners import build_learner, run_dir, save_learner
 from iai.core.training import TaskPool, TrainConfig, lr_factor, train_iteration, uses_pool
 from iai.core.tasks import TaskFamily, make_family
-from iai.utils import ConfigError, derive_seed, resolve_device, torch_load, torch_save, write_json, write_text
+from iai.utils import (ConfigError, check_writable, derive_seed, resolve_device, torch_load, torch_save, write_json,
+                       write_text)
 
 if TYPE_CHECKING:
     from iai.params import RunSpec
@@ -105,7 +106,7 @@ def train_run(run: "RunSpec", family: TaskFamily, out: str | Path = "data/models
     start, prog = 0, _Progress()
     pool = TaskPool(tc.tasks_per_batch) if uses_pool(learner, tc) else None
     if paths["resume"].exists():
-        blob = torch_load(paths["resume"], map_location=dev)
+        blob = torch_load(paths["resume"], map_location=dev, remedy="delete it to train this seed from the start")
         if blob.get("identity") != identity:
             raise ConfigError(f"{paths['resume']}: a resume checkpoint from a different config or seed; "
                               f"delete it to start over, or restore the params it was trained with")
@@ -196,6 +197,7 @@ def cli_main(args: argparse.Namespace) -> None:
         raise ConfigError(f"--seed: run {run.id} has seeds 0..{run.seeds - 1} (params `seeds`), got {args.seed}")
     spec = params.family(run.family)
     family = make_family(spec.kind, **spec.options)
+    check_writable(model_paths(args.out, run.family, run.name, 0)["model"].parent)  # before any compute
     for index in [args.seed] if args.seed is not None else range(run.seeds):
         summary = train_run(run, family, args.out, seed=training_seed(params.seed, index), seed_index=index,
                             device=args.device or params.device, progress=not args.no_progress)

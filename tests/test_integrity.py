@@ -1,0 +1,137 @@
+"""Artifacts that cannot rot silently: a changed byte in a checkpoint or a bank is one clear error on
+load; a stage fails before any compute when its inputs are missing or its output folder cannot be
+written; an OS error while writing is one line naming the path, and leaves the old file."""
+
+import errno
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from iai.cli import main
+from iai.core.learners import build_learner, load_learner, save_learner
+from iai.core.tasks import make_family
+from iai.core.tasks.bank import load_bank, save_bank
+from iai.params import RunSpec, load_params
+from iai.stages.evaluate import evaluate_learner
+from iai.utils import ConfigError, check_writable, content_sha256, torch_load, torch_save
+
+TEST_PARAMS = "params/test.yaml"
+LINREG = make_family("linear_regression", dim=3)
+
+
+def flip_inside_largest_tensor(path: Path, n_bytes: int) -> None:
+    """Flip ``n_bytes`` in the middle of the largest tensor record of a torch zip file (same size)."""
+    with zipfile.ZipFile(path) as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    raw = bytearray(path.read_bytes())
+    name_len = int.from_bytes(raw[info.header_offset + 26:info.header_offset + 28], "little")
+    extra_len = int.from_bytes(raw[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len  # stored uncompressed: the tensor's bytes
+    middle = start + info.file_size // 2 - n_bytes // 2
+    assert info.compress_type == zipfile.ZIP_STORED and n_bytes <= info.file_size
+    raw[middle:middle + n_bytes] = bytes(b ^ 0xFF for b in raw[middle:middle + n_bytes])
+    size = path.stat().st_size
+    path.write_bytes(bytes(raw))
+    assert path.stat().st_size == size
+
+
+def one_line(err: pytest.ExceptionInfo) -> str:
+    text = str(err.value)
+    assert "\n" not in text
+    return text
+
+
+def test_content_hash_sees_dtype_shape_and_every_byte():
+    a = {"w": torch.arange(6.0).reshape(2, 3), "name": "x", "n": 3}
+    assert content_sha256(a) == content_sha256({"n": 3, "name": "x", "w": torch.arange(6.0).reshape(2, 3)})
+    assert content_sha256(a) != content_sha256({**a, "w": torch.arange(6.0).reshape(3, 2)})
+    assert content_sha256(a) != content_sha256({**a, "w": torch.arange(6.0).reshape(2, 3).double()})
+    b = torch.arange(6.0).reshape(2, 3)
+    b[1, 2] = torch.nextafter(b[1, 2], torch.tensor(10.0))  # one ulp in one element
+    assert content_sha256(a) != content_sha256({**a, "w": b})
+    assert content_sha256(a) != content_sha256({**a, "n": 4})
+
+
+def test_a_flipped_checkpoint_fails_to_load_naming_the_file(tmp_path):
+    spec = RunSpec(family="linreg", name="r", learner={"regime": "parametric", "signal": "obs"},
+                   model={"width": 64, "depth": 1, "heads": 2, "ff": 64}, train={})
+    path = tmp_path / "seed0.pt"
+    save_learner(path, build_learner(spec, LINREG, seed=0))
+    load_learner(path)  # intact: loads
+    flip_inside_largest_tensor(path, 4096)
+    with pytest.raises(ConfigError) as err:
+        load_learner(path)
+    text = one_line(err)
+    assert str(path) in text and "corrupted: content hash" in text and "iai train" in text
+
+
+def test_a_flipped_bank_fails_to_load_naming_the_file(tmp_path):
+    path = tmp_path / "linreg.pt"
+    gen = torch.Generator().manual_seed(0)
+    save_bank(path, {"id": LINREG.sample(8, 256, 16, gen)})
+    assert set(load_bank(path)) == {"id"}
+    flip_inside_largest_tensor(path, 64)
+    with pytest.raises(ConfigError) as err:
+        load_bank(path)
+    text = one_line(err)
+    assert str(path) in text and "corrupted" in text and "iai generate" in text
+
+
+def test_a_file_without_the_content_hash_is_refused(tmp_path):
+    path = tmp_path / "x.pt"
+    torch.save({"format": 1, "splits": {}}, path)
+    with pytest.raises(ConfigError, match="not an iai file"):
+        torch_load(path)
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "blob.pt"
+    torch_save(path, {"a": torch.zeros(3)})
+    good = path.read_bytes()
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(ConfigError) as err:
+        torch_save(path, {"a": torch.ones(3)})
+    assert one_line(err) == f"{path}: could not write it (No space left on device)"
+    monkeypatch.undo()
+    assert path.read_bytes() == good and [p.name for p in tmp_path.iterdir()] == ["blob.pt"]  # no temporary left
+
+
+def test_an_output_folder_that_cannot_be_made_is_named(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match=rf"^{blocker}/out: output folder cannot be written"):
+        check_writable(blocker / "out")
+
+
+def test_evaluate_with_a_missing_seed_fails_before_anything_is_read(tmp_path):
+    params = load_params(TEST_PARAMS)
+    run = params.run("linreg", "po")
+    assert run.seeds >= 2
+    models = tmp_path / "models"
+    family = make_family(params.family("linreg").kind, **params.family("linreg").options)
+    save_learner(models / "linreg" / "po" / "seed0.pt", build_learner(run, family, seed=0))
+    # no bank either: the missing checkpoint is reported first, before any bank is loaded
+    with pytest.raises(ConfigError) as err:
+        evaluate_learner(params, "linreg", "po", banks_dir=tmp_path / "no_banks", models_dir=models)
+    text = one_line(err)
+    assert "missing checkpoint(s)" in text and "seed1.pt" in text and "seed0.pt" not in text.split("missing")[1]
+
+
+@pytest.mark.parametrize("command", [
+    ["evaluate", "--params", TEST_PARAMS, "--family", "linreg", "--learner", "references", "--banks", "{tmp}/banks",
+     "--out", "{tmp}/a_file/linreg/references.parquet"],
+    ["train", "--params", TEST_PARAMS, "--family", "linreg", "--learner", "po", "--seed", "0", "--out",
+     "{tmp}/a_file"],
+])
+def test_an_unwritable_output_fails_before_compute(tmp_path, capsys, command):
+    (tmp_path / "a_file").write_text("x")
+    code = main([c.format(tmp=tmp_path) for c in command])
+    err = capsys.readouterr().err.strip()
+    # the folder's error, not the absent bank's or checkpoint's: it is checked before any input is read
+    assert code == 2 and "\n" not in err and "output folder cannot be written" in err, err
