@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = "params/test.yaml"
 DEFAULT = "params/default.yaml"
-TINY_JOBS = {"generate": 1, "train": 4, "evaluate": 3, "bench": 1, "cost_scaling": 1, "merge": 1, "figures": 1, "report": 1,
+TINY_JOBS = {"generate": 1, "train_run": 2, "evaluate": 3, "bench": 1, "cost_scaling": 1, "merge": 1, "figures": 1, "report": 1,
              "all": 1}
 
 
@@ -70,7 +70,8 @@ def test_lint_finds_nothing_but_the_missing_conda_envs(tmp_path):
     res = snakemake(workspace(tmp_path), "--lint")
     lints = re.findall(r"^\s+\* (.*?):?$", res.stdout + res.stderr, flags=re.M)
     rules = re.findall(r"^Lints for rule (\w+)", res.stdout + res.stderr, flags=re.M)
-    assert sorted(rules) == ["bench", "cost_scaling", "evaluate", "figures", "generate", "merge", "report", "train"]
+    assert sorted(rules) == ["bench", "cost_scaling", "evaluate", "figures", "generate", "merge", "report", "train",
+                             "train_run"]
     assert set(lints) == {"Specify a conda environment or container for each rule."}, res.stdout + res.stderr
 
 
@@ -84,11 +85,13 @@ def test_dry_run_lists_the_jobs_the_params_ask_for(tmp_path):
     raw["families"]["logreg"] = {"kind": "linear_classification", "dim": 2, "n_classes": 3}
     raw["references"]["sgd"]["lr"]["logreg"] = 0.5
     raw["runs"].append({"family": "logreg", "name": "po", "regime": "parametric", "signal": "grad"})
+    raw["runs"].append({"family": "logreg", "name": "one", "regime": "parametric", "signal": "obs", "seeds": 1})
     (ws / "params" / "more.yaml").write_text(yaml.safe_dump(raw))
     res = snakemake(ws, "--dry-run", params="params/more.yaml")
     assert res.returncode == 0, res.stderr
-    # logreg: a bank, a run (2 seeds), its references (sgd: bayes needs linear-Gaussian tasks) and the run; no cost pair
-    assert job_counts(res.stdout) == {**TINY_JOBS, "generate": 2, "train": 6, "evaluate": 5}
+    # logreg: a bank, two runs (the params' 2 seeds in one job; 1 seed of its own: a per-seed job), its
+    # references (sgd: bayes needs linear-Gaussian tasks) and each run's evaluation; no cost pair
+    assert job_counts(res.stdout) == {**TINY_JOBS, "generate": 2, "train_run": 3, "train": 1, "evaluate": 6}
     assert not (ws / "data").exists()
 
 
@@ -107,7 +110,10 @@ def test_the_full_recipe_plans_every_training_and_builds_every_learner(tmp_path,
     res = snakemake(ws, "--dry-run", params="params/paper.yaml", timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     raw = yaml.safe_load((ws / "params/paper.yaml").read_text())
-    assert job_counts(res.stdout)["train"] == sum(r.get("seeds", raw["seeds"]) for r in raw["runs"])
+    counts = job_counts(res.stdout)  # a run with the params' seeds in one job, other runs one job per seed
+    assert counts.get("train", 0) + raw["seeds"] * counts["train_run"] == sum(r.get("seeds", raw["seeds"])
+                                                                             for r in raw["runs"])
+    assert counts["train_run"] == sum(r.get("seeds", raw["seeds"]) == raw["seeds"] for r in raw["runs"])
     monkeypatch.chdir(ws)
     params = load_params("params/paper.yaml")
     families = {name: build_family(params.family(name))[0] for name in params.families}
@@ -120,11 +126,11 @@ def test_slurm_profile_dry_run_maps_gpu_and_resources(tmp_path):
     res = snakemake(workspace(tmp_path), "--dry-run", "--workflow-profile", "workflow/profiles/slurm")
     assert res.returncode == 0, res.stdout + res.stderr
     assert job_counts(res.stdout) == TINY_JOBS
-    train = [block for block in res.stdout.split("\n\n") if re.search(r"^rule train:", block, flags=re.M)]
-    assert len(train) == 4  # two runs, two training seeds each
+    train = [block for block in res.stdout.split("\n\n") if re.search(r"^rule train_run:", block, flags=re.M)]
+    assert len(train) == 2  # two runs, their two training seeds in one job each
     for block in train:
         resources = re.search(r"resources: (.*)", block).group(1)
-        assert "gpu=1" in resources and "runtime=720" in resources and "mem_mb=32000" in resources
+        assert "gpu=1" in resources and "runtime=2160" in resources and "mem_mb=32000" in resources
 
 
 def test_gpu_profile_plans_the_same_jobs(tmp_path):
@@ -137,10 +143,10 @@ def concurrent_trainings(output: str) -> int:
     """The most trainings running at once, from Snakemake's job start and finish lines."""
     running = most = 0
     for line in output.splitlines():
-        if re.match(r"^(?:local)?rule train:", line):
+        if re.match(r"^(?:local)?rule train(?:_run)?:", line):
             running += 1
             most = max(most, running)
-        elif re.search(r"Finished jobid: \d+ \(Rule: train\)", line):
+        elif re.search(r"Finished jobid: \d+ \(Rule: train(?:_run)?\)", line):
             running -= 1
     return most
 
@@ -151,8 +157,8 @@ def test_gpu_profile_runs_one_training_at_a_time(tiny_run, tmp_path, profile, mo
     """Two one-thread trainings on two cores: side by side by default, one after the other on the GPU
     profile (`resources: gpu=1`), which is how it keeps two trainings off one GPU."""
     ws = copy_run(tiny_run[0], tmp_path / "ws")
-    res = snakemake(ws, "--workflow-profile", profile, "--cores", "2", "--set-threads", "train=1",
-                    "--forcerun", "train", "--until", "train")
+    res = snakemake(ws, "--workflow-profile", profile, "--cores", "2", "--set-threads", "train_run=1",
+                    "--forcerun", "train_run", "--until", "train_run")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert concurrent_trainings(res.stdout + res.stderr) == most, res.stdout + res.stderr
 
@@ -360,7 +366,7 @@ def test_failed_job_leaves_no_output_and_the_fixed_rerun_does_only_the_rest(tiny
     before = mtimes(ws)
     res = snakemake(ws, "--cores", "2", "--keep-going")
     assert res.returncode != 0
-    assert "model.width: expected a multiple of model.heads" in (ws / "logs/train/linreg/wide/seed0.log").read_text()
+    assert "model.width: expected a multiple of model.heads" in (ws / "logs/train/linreg/wide.log").read_text()
     assert not list((ws / "data/models/linreg").glob("wide*/*.pt"))
     assert {k: v for k, v in mtimes(ws).items() if k in before} == before  # nothing done was redone
     raw["runs"][-1]["model"]["width"] = 16
@@ -395,10 +401,11 @@ def test_killed_training_is_marked_incomplete_and_resumes(tiny_run, tmp_path):
     # the training log written at the last checkpoint is on disk, but Snakemake knows it is partial
     strict = snakemake(ws, "--dry-run", "--workflow-profile", "none", target)
     assert strict.returncode != 0
-    assert re.search(r"Incomplete files:\s+data/models/linreg/long/seed0\.csv", strict.stdout + strict.stderr)
+    incomplete = (strict.stdout + strict.stderr).split("Incomplete files:", 1)
+    assert len(incomplete) == 2 and "data/models/linreg/long/seed0.csv" in incomplete[1], strict.stdout + strict.stderr
     res = snakemake(ws, "--cores", "1", target)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "resuming linreg/long at iteration" in (ws / "logs/train/linreg/long/seed0.log").read_text()
+    assert "resuming linreg/long at iteration" in (ws / "logs/train/linreg/long.log").read_text()
     assert not resume.exists()
     summary = json.loads((ws / "data/models/linreg/long/seed0.json").read_text())
     assert summary["iterations"] == 400 and summary["resumed_at"] >= 20
@@ -463,7 +470,7 @@ def test_a_cost_scaling_option_change_replans_the_cost_scaling_job_alone(tiny_ru
     assert res.returncode == 0, res.stderr
     counts = job_counts(res.stdout)
     assert counts.get("cost_scaling") == 1, counts
-    assert not {"bench", "train", "evaluate", "generate"} & set(counts), counts
+    assert not {"bench", "train", "train_run", "evaluate", "generate"} & set(counts), counts
 
 
 @pytest.mark.slow
@@ -479,8 +486,7 @@ def test_dvc_repro_after_one_run_changes_retrains_that_run_only(tiny_run, tmp_pa
     # DVC runs the stages downstream of the params; Snakemake inside them runs the changed run's jobs only
     assert re.findall(r"Running stage '([^']+)'", repro.stdout) == ["train", "evaluate", "merge", "figures", "report"]
     jobs = snakemake_jobs(repro.stdout + repro.stderr)
-    assert sorted(j for j in jobs if j[0] == "train") == [("train", f"family=linreg, learner=po, seed={s}")
-                                                          for s in (0, 1)], jobs
+    assert [j for j in jobs if j[0].startswith("train")] == [("train_run", "run=linreg/po")], jobs
     assert [j for j in jobs if j[0] == "evaluate"] == [("evaluate", "family=linreg, learner=po")], jobs
     assert not [j for j in jobs if j[0] == "generate"], jobs
     after = mtimes(ws)

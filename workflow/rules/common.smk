@@ -20,6 +20,8 @@ RAW = PARAMS.raw
 FAMILIES = list(PARAMS.families)
 RUNS = [(r.family, r.name) for r in PARAMS.runs]  # trained: (family, learner)
 SEEDS = {(r.family, r.name): r.seeds for r in PARAMS.runs}  # training seeds per run
+# trained in one job per run, by train_run: the runs with the params' `seeds` (more than one)
+RUNS_OF_ALL_SEEDS = [run for run, n in SEEDS.items() if n == RAW.get("seeds", 1) and n > 1]
 BENCH = {f: [name for pair in cost_pairs(PARAMS, f) for name in pair]
          for f in RAW["evaluate"].get("cost_families", FAMILIES)}
 BENCH = {f: names for f, names in BENCH.items() if names}  # families with an (iterative, one-shot) pair
@@ -94,9 +96,9 @@ def evaluation_settings(family, learner):
     return settings(**common, seeds=SEEDS[(family, learner)])
 
 
-def train_threads(wildcards):
+def train_threads(family, learner):
     """The run's train.threads (0 = every core Snakemake may use)."""
-    return PARAMS.run(wildcards.family, wildcards.learner).train.get("threads", 0) or workflow.cores
+    return PARAMS.run(family, learner).train.get("threads", 0) or workflow.cores
 
 
 def run_files(family, learner, ext):
