@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from iai.cli import main
 from iai.core.learners import build_learner, load_learner, save_learner
@@ -135,3 +136,17 @@ def test_an_unwritable_output_fails_before_compute(tmp_path, capsys, command):
     err = capsys.readouterr().err.strip()
     # the folder's error, not the absent bank's or checkpoint's: it is checked before any input is read
     assert code == 2 and "\n" not in err and "output folder cannot be written" in err, err
+
+
+def test_an_unknown_split_key_stops_training_naming_the_key_path_and_file(tmp_path, capsys):
+    raw = yaml.safe_load(Path(TEST_PARAMS).read_text())
+    split = "ood_wide"
+    raw["families"]["linreg"]["splits"] = {"id": {}, split: {"prior_sd": 2.0}}  # prior_std is the key
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    code = main(["train", "--params", str(path), "--family", "linreg", "--learner", "po", "--seed", "0",
+                 "--out", str(tmp_path / "models")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err, err
+    assert f"{path}: families.linreg.splits.{split}: linear_regression: unknown parameter(s) ['prior_sd']" in err
+    assert not (tmp_path / "models").exists() or not list((tmp_path / "models").rglob("*.pt"))

@@ -14,7 +14,8 @@ try:
     PARAMS = load_params(PARAMS_FILE)  # validated here: one message naming the key, before any job
     EVALUATIONS = evaluation_jobs(PARAMS)  # evaluated: each family's references (one job), then its runs
 except ConfigError as err:
-    raise WorkflowError(f"invalid params: {err}")
+    where = "" if str(err).startswith(PARAMS_FILE) else f"{PARAMS_FILE}: "  # load_params names the file itself
+    raise WorkflowError(f"invalid params: {where}{err}")
 RAW = PARAMS.raw
 
 FAMILIES = list(PARAMS.families)

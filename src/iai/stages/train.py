@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from iai.core.learners import build_learner, run_dir, save_learner
 from iai.core.training import TaskPool, TrainConfig, lr_factor, train_iteration, uses_pool
-from iai.core.tasks import TaskFamily, make_family
+from iai.core.tasks import TaskFamily, build_family
 from iai.utils import (ConfigError, check_writable, derive_seed, resolve_device, torch_load, torch_save, write_json,
                        write_text)
 
@@ -195,8 +195,10 @@ def cli_main(args: argparse.Namespace) -> None:
         run = dataclasses.replace(run, train={**run.train, "iterations": args.iterations})
     if args.seed is not None and not 0 <= args.seed < run.seeds:
         raise ConfigError(f"--seed: run {run.id} has seeds 0..{run.seeds - 1} (params `seeds`), got {args.seed}")
-    spec = params.family(run.family)
-    family = make_family(spec.kind, **spec.options)
+    try:  # the family and its splits (the evaluation's) checked here, before any compute
+        family, _ = build_family(params.family(run.family))
+    except ConfigError as err:
+        raise ConfigError(f"{params.path}: {err}") from err
     check_writable(model_paths(args.out, run.family, run.name, 0)["model"].parent)  # before any compute
     for index in [args.seed] if args.seed is not None else range(run.seeds):
         summary = train_run(run, family, args.out, seed=training_seed(params.seed, index), seed_index=index,

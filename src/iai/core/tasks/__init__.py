@@ -69,5 +69,17 @@ __all__ = ["ALL_FAMILIES", "CausalOrderTasks", "DATA_FAMILIES", "FAMILIES", "Gen
 def build_family(spec) -> tuple[TaskFamily, dict[str, TaskFamily]]:
     """The in-distribution family of a params family entry (:class:`iai.params.FamilySpec`), and its
     named splits (id and out-of-distribution variants)."""
-    family = make_family(spec.kind, **spec.options)
-    return family, family_splits(family, spec.splits)
+    try:
+        family = make_family(spec.kind, **spec.options)
+    except ConfigError as err:
+        raise ConfigError(f"families.{spec.name}: {err}") from err
+    specs = family.default_splits() if spec.splits is None else spec.splits
+    if "id" not in specs:
+        raise ConfigError(f"families.{spec.name}.splits: the in-distribution split 'id' is required")
+    splits = {}
+    for name, overrides in specs.items():  # one at a time, so that a message names its key path
+        try:
+            splits[name] = family.variant(**overrides)
+        except ConfigError as err:
+            raise ConfigError(f"families.{spec.name}.splits.{name}: {err}") from err
+    return family, splits
