@@ -55,29 +55,29 @@ def test_content_hash_sees_dtype_shape_and_every_byte():
     assert content_sha256(a) != content_sha256({**a, "n": 4})
 
 
-def test_a_flipped_checkpoint_fails_to_load_naming_the_file(tmp_path):
+def saved_checkpoint(path: Path):
     spec = RunSpec(family="linreg", name="r", learner={"regime": "parametric", "signal": "obs"},
                    model={"width": 64, "depth": 1, "heads": 2, "ff": 64}, train={})
-    path = tmp_path / "seed0.pt"
     save_learner(path, build_learner(spec, LINREG, seed=0))
-    load_learner(path)  # intact: loads
-    flip_inside_largest_tensor(path, 4096)
-    with pytest.raises(ConfigError) as err:
-        load_learner(path)
-    text = one_line(err)
-    assert str(path) in text and "corrupted: content hash" in text and "iai train" in text
+    return load_learner
 
 
-def test_a_flipped_bank_fails_to_load_naming_the_file(tmp_path):
-    path = tmp_path / "linreg.pt"
-    gen = torch.Generator().manual_seed(0)
-    save_bank(path, {"id": LINREG.sample(8, 256, 16, gen)})
-    assert set(load_bank(path)) == {"id"}
-    flip_inside_largest_tensor(path, 64)
+def saved_bank(path: Path):
+    save_bank(path, {"id": LINREG.sample(8, 256, 16, torch.Generator().manual_seed(0))})
+    return load_bank
+
+
+@pytest.mark.parametrize("save, n_bytes, remedy", [(saved_checkpoint, 4096, "iai train"),
+                                                   (saved_bank, 64, "iai generate")])
+def test_a_flipped_artifact_fails_to_load_naming_the_file(tmp_path, save, n_bytes, remedy):
+    path = tmp_path / "artifact.pt"
+    load = save(path)
+    load(path)  # intact: loads
+    flip_inside_largest_tensor(path, n_bytes)
     with pytest.raises(ConfigError) as err:
-        load_bank(path)
+        load(path)
     text = one_line(err)
-    assert str(path) in text and "corrupted" in text and "iai generate" in text
+    assert str(path) in text and "corrupted: content hash" in text and remedy in text
 
 
 def test_a_file_without_the_content_hash_is_refused(tmp_path):

@@ -48,15 +48,23 @@ def make_family(kind: str, **options: Any) -> TaskFamily:
     return cls(**options)
 
 
-def family_splits(family: TaskFamily, splits: dict[str, dict[str, Any]] | None = None) -> dict[str, TaskFamily]:
+def family_splits(family: TaskFamily, splits: dict[str, dict[str, Any]] | None = None,
+                  where: str = "splits") -> dict[str, TaskFamily]:
     """The family's in-distribution split ``id`` and its out-of-distribution variants.
 
     ``splits`` (from params) replaces the family's default variants; each value holds overrides.
+    A bad split's message names its key path, ``<where>.<split>``.
     """
     specs = family.default_splits() if splits is None else splits
     if "id" not in specs:
-        raise ConfigError("splits: the in-distribution split 'id' is required")
-    return {name: family.variant(**overrides) for name, overrides in specs.items()}
+        raise ConfigError(f"{where}: the in-distribution split 'id' is required")
+    out = {}
+    for name, overrides in specs.items():
+        try:
+            out[name] = family.variant(**overrides)
+        except ConfigError as err:
+            raise ConfigError(f"{where}.{name}: {err}") from err
+    return out
 
 
 __all__ = ["ALL_FAMILIES", "CausalOrderTasks", "DATA_FAMILIES", "FAMILIES", "GenerationFamily", "IMPLICIT_FAMILIES",
@@ -73,13 +81,4 @@ def build_family(spec) -> tuple[TaskFamily, dict[str, TaskFamily]]:
         family = make_family(spec.kind, **spec.options)
     except ConfigError as err:
         raise ConfigError(f"families.{spec.name}: {err}") from err
-    specs = family.default_splits() if spec.splits is None else spec.splits
-    if "id" not in specs:
-        raise ConfigError(f"families.{spec.name}.splits: the in-distribution split 'id' is required")
-    splits = {}
-    for name, overrides in specs.items():  # one at a time, so that a message names its key path
-        try:
-            splits[name] = family.variant(**overrides)
-        except ConfigError as err:
-            raise ConfigError(f"families.{spec.name}.splits.{name}: {err}") from err
-    return family, splits
+    return family, family_splits(family, spec.splits, where=f"families.{spec.name}.splits")
