@@ -107,3 +107,29 @@ def test_evaluating_the_references_together_gives_each_ones_rows(tmp_path, small
                    "--out", f"{name}.parquet", cwd=tmp_path).returncode == 0
         alone = pd.read_parquet(tmp_path / f"{name}.parquet")
         pd.testing.assert_frame_equal(together[together.learner == name].reset_index(drop=True), alone)
+
+
+def test_evaluating_a_familys_runs_together_gives_each_ones_rows(tmp_path):
+    """`--learner runs` (the workflow's one job per family for its learned runs) evaluates every run of
+    the family, every seed of each, with the same per-task numbers as evaluating each run alone."""
+    import pandas as pd
+
+    from iai.core.learners import build_learner, save_learner
+
+    params = load_params(ROOT / "params" / "test.yaml")
+    family, _ = build_family(params.family("linreg"))
+    for run in params.runs:  # untrained learners: the evaluation is what is tested
+        for seed in range(run.seeds):
+            save_learner(tmp_path / "models" / "linreg" / run.name / f"seed{seed}.pt", build_learner(run, family, seed=seed))
+    common = ["--params", str(ROOT / "params" / "test.yaml"), "--family", "linreg", "--banks", "banks", "--models", "models"]
+    assert iai("generate", *common[:4], "--out", "banks", cwd=tmp_path).returncode == 0
+    res = iai("evaluate", *common, "--learner", "runs", "--out", "runs.parquet", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    together = pd.read_parquet(tmp_path / "runs.parquet")
+    assert sorted(together.learner.unique()) == ["po", "po_once"]
+    assert sorted(together.seed.unique()) == [0, 1]
+    assert json.loads((tmp_path / "runs.json").read_text())["learner"] == "runs"
+    for name in ("po", "po_once"):
+        assert iai("evaluate", *common, "--learner", name, "--out", f"{name}.parquet", cwd=tmp_path).returncode == 0
+        alone = pd.read_parquet(tmp_path / f"{name}.parquet")
+        pd.testing.assert_frame_equal(together[together.learner == name].reset_index(drop=True), alone)

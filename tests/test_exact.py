@@ -96,6 +96,21 @@ def test_softmax_map_is_a_stationary_point_and_beats_chance():
     assert err < 0.45  # chance is 2/3
 
 
+def test_softmax_map_warm_started_over_a_rollout_equals_a_fit_from_zero():
+    """Each refit starts from the last (convex objective): the predictions are those of a fit from
+    zero on the same data, step by step."""
+    fam = make_family("linear_classification", dim=4, n_classes=3)
+    b = fam.sample(6, 64, 50, 1)
+    learner = MAPLearner(fam)
+    state = learner.init(b.x_valid)
+    for i in range(4):
+        state = learner.step(state, b.x_train[:, 16 * i:16 * (i + 1)], b.y_train[:, 16 * i:16 * (i + 1)])
+        warm = learner.predict(state, b.x_valid)
+        assert state["theta"].abs().sum() > 0  # the fit is kept as the next start
+        cold_state = learner.step(learner.init(b.x_valid), b.x_train[:, :16 * (i + 1)], b.y_train[:, :16 * (i + 1)])
+        torch.testing.assert_close(warm, learner.predict(cold_state, b.x_valid), atol=1e-5, rtol=0)
+
+
 def test_knn_with_k1_returns_the_nearest_label():
     fam = make_family("linear_regression", dim=3)
     b = fam.sample(4, 30, 5, 0)

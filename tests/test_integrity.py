@@ -110,18 +110,22 @@ def test_an_output_folder_that_cannot_be_made_is_named(tmp_path):
         check_writable(blocker / "out")
 
 
-def test_evaluate_with_a_missing_seed_fails_before_anything_is_read(tmp_path):
+@pytest.mark.parametrize("learner, incomplete", [("po", "po"), ("runs", "po_once")])
+def test_evaluate_with_a_missing_seed_fails_before_anything_is_read(tmp_path, learner, incomplete):
+    """One run, or every run of the family (`runs`): each seed's checkpoint is checked before any compute."""
     params = load_params(TEST_PARAMS)
-    run = params.run("linreg", "po")
-    assert run.seeds >= 2
     models = tmp_path / "models"
     family = make_family(params.family("linreg").kind, **params.family("linreg").options)
-    save_learner(models / "linreg" / "po" / "seed0.pt", build_learner(run, family, seed=0))
+    for run in params.runs:
+        assert run.seeds >= 2
+        for seed in range(run.seeds if run.name != incomplete else 1):
+            save_learner(models / "linreg" / run.name / f"seed{seed}.pt", build_learner(run, family, seed=seed))
     # no bank either: the missing checkpoint is reported first, before any bank is loaded
     with pytest.raises(ConfigError) as err:
-        evaluate_learner(params, "linreg", "po", banks_dir=tmp_path / "no_banks", models_dir=models)
+        evaluate_learner(params, "linreg", learner, banks_dir=tmp_path / "no_banks", models_dir=models)
     text = one_line(err)
-    assert "missing checkpoint(s)" in text and "seed1.pt" in text and "seed0.pt" not in text.split("missing")[1]
+    assert f"run linreg/{incomplete} " in text and "missing checkpoint(s)" in text
+    assert f"{incomplete}/seed1.pt" in text and "seed0.pt" not in text.split("missing")[1]
 
 
 @pytest.mark.parametrize("command", [

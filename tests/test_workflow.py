@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = "params/test.yaml"
 DEFAULT = "params/default.yaml"
-TINY_JOBS = {"generate": 1, "train_run": 2, "evaluate": 3, "bench": 1, "cost_scaling": 1, "merge": 1, "figures": 1, "report": 1,
+TINY_JOBS = {"generate": 1, "train_run": 2, "evaluate": 2, "bench": 1, "cost_scaling": 1, "merge": 1, "figures": 1, "report": 1,
              "all": 1}
 
 
@@ -90,8 +90,8 @@ def test_dry_run_lists_the_jobs_the_params_ask_for(tmp_path):
     res = snakemake(ws, "--dry-run", params="params/more.yaml")
     assert res.returncode == 0, res.stderr
     # logreg: a bank, two runs (the params' 2 seeds in one job; 1 seed of its own: a per-seed job), its
-    # references (sgd: bayes needs linear-Gaussian tasks) and each run's evaluation; no cost pair
-    assert job_counts(res.stdout) == {**TINY_JOBS, "generate": 2, "train_run": 3, "train": 1, "evaluate": 6}
+    # references (sgd: bayes needs linear-Gaussian tasks) and its runs' evaluation (one job); no cost pair
+    assert job_counts(res.stdout) == {**TINY_JOBS, "generate": 2, "train_run": 3, "train": 1, "evaluate": 4}
     assert not (ws / "data").exists()
 
 
@@ -169,6 +169,8 @@ def test_gpu_profile_runs_one_training_at_a_time(tiny_run, tmp_path, profile, mo
      r"runs: a run may not be called 'cost'"),
     (lambda raw: raw["runs"].append({"family": "linreg", "name": "references", "regime": "parametric"}),
      r"runs: a run may not be called 'references'"),
+    (lambda raw: raw["runs"].append({"family": "linreg", "name": "runs", "regime": "parametric"}),
+     r"runs: a run may not be called 'runs'"),
 ])
 def test_bad_params_are_rejected_before_any_job(tmp_path, edit, message):
     ws = workspace(tmp_path)
@@ -487,7 +489,8 @@ def test_dvc_repro_after_one_run_changes_retrains_that_run_only(tiny_run, tmp_pa
     assert re.findall(r"Running stage '([^']+)'", repro.stdout) == ["train", "evaluate", "merge", "figures", "report"]
     jobs = snakemake_jobs(repro.stdout + repro.stderr)
     assert [j for j in jobs if j[0].startswith("train")] == [("train_run", "run=linreg/po")], jobs
-    assert [j for j in jobs if j[0] == "evaluate"] == [("evaluate", "family=linreg, learner=po")], jobs
+    # the family's runs are evaluated in one job (the references' job does not rerun)
+    assert [j for j in jobs if j[0] == "evaluate"] == [("evaluate", "family=linreg, learner=runs")], jobs
     assert not [j for j in jobs if j[0] == "generate"], jobs
     after = mtimes(ws)
     changed = {k for k in before if after.get(k) != before[k]}

@@ -6,13 +6,13 @@ from pathlib import Path
 from iai.analysis.captions import FIGURES
 from iai.params import load_params
 from iai.stages.bench import TABLE_KEYS as BENCH_TABLE_KEYS, cost_pairs
-from iai.stages.evaluate import ALL_REFERENCES, evaluation_jobs
+from iai.stages.evaluate import ALL_REFERENCES, ALL_RUNS, evaluation_jobs, family_runs
 from iai.utils import ConfigError
 
 PARAMS_FILE = config["params"]
 try:
     PARAMS = load_params(PARAMS_FILE)  # validated here: one message naming the key, before any job
-    EVALUATIONS = evaluation_jobs(PARAMS)  # evaluated: each family's references (one job), then its runs
+    EVALUATIONS = evaluation_jobs(PARAMS)  # evaluated: each family's references (one job), then its runs (one job)
 except ConfigError as err:
     where = "" if str(err).startswith(PARAMS_FILE) else f"{PARAMS_FILE}: "  # load_params names the file itself
     raise WorkflowError(f"invalid params: {where}{err}")
@@ -39,10 +39,10 @@ for family in set(RAW["evaluate"].get("cost_families", [])) - set(FAMILIES):
     raise WorkflowError(f"invalid params: {PARAMS_FILE}: evaluate.cost_families: {family!r} is not a family; "
                         f"expected one of {FAMILIES}")
 for family, learner in RUNS:
-    if learner in ("cost", ALL_REFERENCES):
+    if learner in ("cost", ALL_REFERENCES, ALL_RUNS):
+        held = {"cost": "cost measurements", ALL_REFERENCES: "reference evaluations", ALL_RUNS: "run evaluations"}
         raise WorkflowError(f"invalid params: {PARAMS_FILE}: runs: a run may not be called {learner!r} "
-                            f"(data/results/eval/{family}/{learner}.* holds the family's "
-                            f"{'cost measurements' if learner == 'cost' else 'reference evaluations'})")
+                            f"(data/results/eval/{family}/{learner}.* holds the family's {held[learner]})")
 
 
 wildcard_constraints:
@@ -94,7 +94,8 @@ def evaluation_settings(family, learner):
                   evaluate={k: v for k, v in RAW["evaluate"].items() if not k.startswith("cost_")})
     if learner == ALL_REFERENCES:
         return settings(**common, batch_size=RAW["train"]["batch_size"], references=RAW["references"])
-    return settings(**common, seeds=SEEDS[(family, learner)])
+    names = family_runs(PARAMS, family) if learner == ALL_RUNS else [learner]
+    return settings(**common, seeds={name: SEEDS[(family, name)] for name in names})
 
 
 def train_threads(family, learner):
@@ -108,10 +109,11 @@ def run_files(family, learner, ext):
 
 
 def evaluation_inputs(wildcards):
-    """The family's bank, and for a learned run the checkpoint of every training seed."""
+    """The family's bank, and for learned runs the checkpoint of every training seed of each."""
     inputs = {"bank": f"data/banks/{wildcards.family}.pt"}
     if wildcards.learner != ALL_REFERENCES:
-        inputs["models"] = run_files(wildcards.family, wildcards.learner, "pt")
+        names = family_runs(PARAMS, wildcards.family) if wildcards.learner == ALL_RUNS else [wildcards.learner]
+        inputs["models"] = [path for name in names for path in run_files(wildcards.family, name, "pt")]
     return inputs
 
 

@@ -2,8 +2,9 @@
 
 
 rule evaluate:
-    """One run (every training seed of it), or every reference of a family (learner `references`, one
-    process), on every split of the family's bank, at every n: per-task rows."""
+    """Every reference of a family (learner `references`) or every learned run of it, each with every
+    training seed (learner `runs`), one process each, on every split of the family's bank, at every n:
+    per-task rows. `snakemake data/results/eval/F/RUN.parquet` evaluates one run alone."""
     input:
         unpack(evaluation_inputs),
         code=CODE["evaluate"],

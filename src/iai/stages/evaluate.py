@@ -1,9 +1,11 @@
 """``iai evaluate``: roll one learner (every training seed of it) out on a family's task banks at growing n.
 
 ``--learner references`` (:data:`ALL_REFERENCES`) evaluates every reference of the params that
-applies to the family, one after another in one process, into one table: the workflow's one job per
-family for them (a reference takes a second or less; a job's process start, 2 s of imports, was
-most of 42 reference jobs).
+applies to the family, one after another in one process, into one table, and ``--learner runs``
+(:data:`ALL_RUNS`) every learned run of the family (every training seed of each): the workflow's two
+jobs per family. A job's fixed cost (Snakemake's dispatch, the process, 3-4 s of imports) was about
+6 s, while a run's evaluation computes for 1-20 s: one job per run spent a third of the evaluation
+stage starting processes (40 jobs on the default recipe, against 14).
 
 For every split of the bank (in- and out-of-distribution) and every size n in ``evaluate.sizes``,
 the learner reads n train points of each task over ceil(n / B) * epochs mini-batch steps, and its
@@ -47,6 +49,7 @@ from iai.utils import ConfigError, check_writable, derive_seed, describe_device,
 log = logging.getLogger(__name__)
 
 ALL_REFERENCES = "references"  # the evaluation of every applicable reference of a family, as one job
+ALL_RUNS = "runs"  # the evaluation of every learned run of a family, as one job
 
 
 def family_references(params: Params, family: TaskFamily) -> list[str]:
@@ -54,14 +57,19 @@ def family_references(params: Params, family: TaskFamily) -> list[str]:
     return [ref for ref in params.references["learners"] if applies(ref, family)]
 
 
+def family_runs(params: Params, family_name: str) -> list[str]:
+    """The learned runs of a family, in params order."""
+    return [run.name for run in params.runs if run.family == family_name]
+
+
 def evaluation_jobs(params: Params) -> list[tuple[str, str]]:
-    """Every (family, learner) evaluation the params ask for: the family's references as one
-    (:data:`ALL_REFERENCES`, when any applies), then its runs."""
+    """Every (family, learner) evaluation the params ask for, two per family: its references
+    (:data:`ALL_REFERENCES`, when any applies), then its runs (:data:`ALL_RUNS`, when it has any)."""
     jobs = []
     for name, spec in params.families.items():
         family, _ = build_family(spec)
         jobs += [(name, ALL_REFERENCES)] if family_references(params, family) else []
-        jobs += [(name, run.name) for run in params.runs if run.family == name]
+        jobs += [(name, ALL_RUNS)] if family_runs(params, name) else []
     return jobs
 
 
@@ -116,14 +124,20 @@ def evaluate_learner(params: Params, family_name: str, learner_name: str, banks_
                      models_dir: str | Path = "data/models", device: str = "cpu") -> pd.DataFrame:
     """The per-task rows of one learner (every training seed of a learned run; references: seed 0) on
     every split of one family's bank; ``learner_name='references'``: of every applicable reference,
-    one after another on the same family and bank."""
-    if learner_name != ALL_REFERENCES and learner_name not in REFERENCE_NAMES:  # every seed's checkpoint, before any compute
-        run = params.run(family_name, learner_name)
-        missing = [str(p) for p in (run_dir(Path(models_dir), family_name, learner_name) / f"seed{s}.pt"
+    ``'runs'``: of every learned run of the family, one after another on the same family and bank."""
+    if learner_name == ALL_RUNS:
+        runs = family_runs(params, family_name)
+        if not runs:
+            raise ConfigError(f"family {family_name!r} has no runs in the params' runs: nothing to evaluate")
+    else:
+        runs = [] if learner_name == ALL_REFERENCES or learner_name in REFERENCE_NAMES else [learner_name]
+    for name in runs:  # every seed's checkpoint of every run, before any compute
+        run = params.run(family_name, name)
+        missing = [str(p) for p in (run_dir(Path(models_dir), family_name, name) / f"seed{s}.pt"
                                     for s in range(run.seeds)) if not p.is_file()]
         if missing:
             raise ConfigError(f"run {run.id} has {run.seeds} training seed(s); missing checkpoint(s) {missing}: "
-                              f"train them first (`iai train --family {family_name} --learner {learner_name}`)")
+                              f"train them first (`iai train --family {family_name} --learner {name}`)")
     spec = params.family(family_name)
     family, split_families = build_family(spec)
     bank = load_bank(Path(banks_dir) / f"{family_name}.pt")
@@ -134,7 +148,7 @@ def evaluate_learner(params: Params, family_name: str, learner_name: str, banks_
         split_families = {**split_families, VALID_SPLIT: split_families["id"]}
     dev = resolve_device(device)
     settings = {**params.evaluate, "device": dev}
-    names = family_references(params, family) if learner_name == ALL_REFERENCES else [learner_name]
+    names = family_references(params, family) if learner_name == ALL_REFERENCES else runs or [learner_name]
     blocks = []
     for name in names:
         is_reference = name in REFERENCE_NAMES
@@ -177,7 +191,8 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", required=True, help="family name from the params")
     p.add_argument("--learner", required=True,
                    help=f"a reference ({', '.join(REFERENCE_NAMES)}), '{ALL_REFERENCES}' (every reference of the "
-                        "params that applies to the family, into one table) or a run name from the params' runs")
+                        f"params that applies to the family, into one table), a run name from the params' runs, or "
+                        f"'{ALL_RUNS}' (every run of the family, into one table)")
     p.add_argument("--banks", default="data/banks", help="task bank folder (default: data/banks)")
     p.add_argument("--models", default="data/models", help="checkpoint folder (default: data/models)")
     p.add_argument("--device", default=None, help="auto, cpu or cuda (default: the params' device)")
