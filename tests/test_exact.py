@@ -52,7 +52,7 @@ def expected_bayes_excess(n, d=20, noise_var=0.25, prior_var=1.0, draws=40000, s
 @pytest.mark.parametrize("n, paper_value", [(20, 2.30), (40, 0.256)])
 def test_monte_carlo_bayes_excess_risk_matches_the_formula(n, paper_value):
     formula = expected_bayes_excess(n)
-    assert formula == pytest.approx(paper_value, rel=0.03)  # PAPER.md's Monte Carlo figures
+    assert formula == pytest.approx(paper_value, rel=0.03)  # docs/paper.md's Monte Carlo figures
     fam, b = linreg_tasks(20000, n, 50, seed=n)
     records = rollout(ConjugateLinearRegression.bayes(fam), fam, b, batch_size=n, steps="last")
     measured = next(r["value"] for r in records if r["metric"] == "excess_risk")

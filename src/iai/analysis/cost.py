@@ -1,7 +1,7 @@
 """Claim 6, "iterating is about K times cheaper than one shot over the same data", judged on the JSON
 of ``iai bench cost`` (one device per file).
 
-What the paper says (PAPER.md section 3): K steps of batch B cost O(K B^2) attention, one shot over
+What the paper says (docs/paper.md section 3): K steps of batch B cost O(K B^2) attention, one shot over
 the same K B points costs O((K B)^2), so one shot costs about K = n / B times as much. Two things
 follow, and each regime of the benchmark (an iterative learner against its one-shot twin, n
 doubling) is held against both:

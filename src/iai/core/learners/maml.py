@@ -2,7 +2,7 @@
 
     theta^(0) learned;  theta^(i+1) = theta^(i) - exp(log_lr) * gain_i * grad L(f(., theta^(i)), B^(i))
 
-The paper's table (PAPER.md, section 1) lists MAML as the learner whose task adaptation g is SGD
+The paper's table (docs/paper.md, section 1) lists MAML as the learner whose task adaptation g is SGD
 from a learned initialization: what is learned across tasks is the init. Here the step size is
 learned too (one scalar, as Meta-SGD learns it per parameter), and each step is scaled by the gain
 b / (n + b) of the parametric learners (``update_scale``), so the rule is the ``nominal_rule``

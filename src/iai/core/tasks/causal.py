@@ -1,4 +1,4 @@
-"""Topological order of structural causal models (implicit regime only; PAPER.md sections 4 and 7).
+"""Topological order of structural causal models (implicit regime only; docs/paper.md sections 4 and 7).
 
 A task is a random structural causal model (SCM) over ``dim`` = p variables: an Erdos-Renyi DAG,
 a mechanism per variable, additive noise. Its data are i.i.d. samples of all p variables; a

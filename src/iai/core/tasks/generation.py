@@ -1,4 +1,4 @@
-"""In-context generation by flow matching (implicit regime only; PAPER.md sections 4 and 7).
+"""In-context generation by flow matching (implicit regime only; docs/paper.md sections 4 and 7).
 
 A task is a distribution p_T over R^d. Its train points are samples of p_T; a learner reads them
 and provides a velocity field v(x, t | samples). Training uses the conditional flow-matching
