@@ -55,9 +55,11 @@ $(STAMP): pyproject.toml
 	fi
 	@touch $@
 
-# Snakemake runs every job (in parallel within the cores); with the default params, DVC then
+# A corrupted artifact (one that no longer matches the content hash written with it) stops everything
+# first, so that DVC never records it. Snakemake runs every job (in parallel within the cores); with the default params, DVC then
 # records the outputs (`dvc commit -f`), so that `dvc status` is clean and `dvc repro` has nothing to do.
 reproduce: setup
+	@iai verify data/banks data/models data/results
 	$(SNAKEMAKE)
 	@if [ "$(PARAMS)" = "$(DEFAULT_PARAMS)" ]; then \
 		echo "dvc commit -f: recording the outputs in dvc.lock and the DVC cache"; \

@@ -1,11 +1,13 @@
-"""Artifacts that cannot rot silently: a changed byte in a checkpoint or a bank is one clear error on
-load; a stage fails before any compute when its inputs are missing or its output folder cannot be
+"""Artifacts that cannot rot silently: a changed byte in a checkpoint, a bank or a per-task table is one
+clear error on load, and `iai verify` names every such file before a stage runs; a stage fails before any compute when its inputs are missing or its output folder cannot be
 written; an OS error while writing is one line naming the path, and leaves the old file."""
 
 import errno
 import zipfile
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -16,7 +18,7 @@ from iai.core.tasks import make_family
 from iai.core.tasks.bank import load_bank, save_bank
 from iai.params import RunSpec, load_params
 from iai.stages.evaluate import evaluate_learner
-from iai.utils import ConfigError, check_writable, content_sha256, torch_load, torch_save
+from iai.utils import ConfigError, check_writable, content_sha256, file_sha256, torch_load, torch_save
 
 TEST_PARAMS = "params/test.yaml"
 LINREG = make_family("linear_regression", dim=3)
@@ -154,3 +156,67 @@ def test_an_unknown_split_key_stops_training_naming_the_key_path_and_file(tmp_pa
     assert code == 2 and "\n" not in err, err
     assert f"{path}: families.linreg.splits.{split}: linear_regression: unknown parameter(s) ['prior_sd']" in err
     assert not (tmp_path / "models").exists() or not list((tmp_path / "models").rglob("*.pt"))
+
+
+def test_a_changed_value_in_a_per_task_table_fails_to_load_naming_the_file(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from iai.core import results
+
+    path = tmp_path / "runs.parquet"
+    tasks = pd.DataFrame([{"family": "linreg", "kind": "linear_regression", "dim": 3, "split": "id", "regime": "exact",
+                           "learner": "bayes", "signal": "none", "state": "none", "history": 0, "nominal": False,
+                           "gain": "none", "mode": "iterative", "context": "all", "batch_size": 16, "n_train": 16 * s,
+                           "step": s, "n_seen": 16 * s, "metric": "mse", "seed": 0, "task": t, "value": 1.0 / (s + t)}
+                          for s in (1, 2, 4) for t in range(32)])
+    results.write_tasks(tasks, path)
+    intact = results.read_tasks(path)
+    assert len(intact) == len(tasks)
+    # one value changed by one ulp, the file's metadata (and so its recorded hash) kept: a silent corruption
+    table = pq.read_table(path)
+    values = table.column("value").to_numpy().copy()
+    values[len(values) // 2] = np.nextafter(values[len(values) // 2], np.inf)
+    changed = table.set_column(table.schema.get_field_index("value"), "value", pa.array(values))
+    pq.write_table(changed.replace_schema_metadata(table.schema.metadata), path)
+    with pytest.raises(ConfigError) as err:
+        results.read_tasks(path)
+    text = one_line(err)
+    assert str(path) in text and "corrupted: content hash" in text and "dvc checkout" in text
+    # a table written by other means (no recorded hash) is refused rather than trusted
+    pq.write_table(table.replace_schema_metadata({}), path)
+    with pytest.raises(ConfigError, match="no iai.content_sha256"):
+        results.read_tasks(path)
+    # bytes overwritten in the middle of the file: an error either way, never a table
+    results.write_tasks(tasks, path)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 3:len(raw) // 3 + 64] = bytes(64)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ConfigError, match=str(path)):
+        results.read_tasks(path)
+
+
+def test_verify_names_each_corrupted_artifact_and_passes_intact_ones(tmp_path, capsys):
+    from iai.stages.verify import verify
+
+    banks, models = tmp_path / "data/banks", tmp_path / "data/models/linreg/r"
+    saved_bank(banks / "linreg.pt")
+    (banks / "linreg.json").write_text('{"files": {"linreg.pt": {"sha256": "%s"}}}' % file_sha256(banks / "linreg.pt"))
+    saved_checkpoint(models / "seed0.pt")
+    saved_checkpoint(models / "seed1.pt")
+    torch.save({"w": torch.zeros(2)}, models / "old.pt")  # no content hash: warned about, not an error
+    paths = [tmp_path / "data/banks", tmp_path / "data/models", tmp_path / "data/results"]  # results: not made yet
+    assert verify(paths) == ([], [f"{models / 'old.pt'}: not an iai file (no content_sha256: files written by iai "
+                                  f"carry one)"])
+    assert main(["verify", *map(str, paths[:2])]) == 0
+    flip_inside_largest_tensor(models / "seed1.pt", 4096)
+    bad, _ = verify(paths)
+    assert len(bad) == 1 and bad[0].startswith(f"{models / 'seed1.pt'}: corrupted: content hash")
+    assert f"dvc checkout --force {tmp_path / 'data/models'}" in bad[0] and f"delete {models / 'seed1.pt'}" in bad[0]
+    capsys.readouterr()
+    assert main(["verify", *map(str, paths)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == f"iai verify: error: 1 corrupted artifact(s) under {' '.join(map(str, paths))}; nothing was " \
+                      "run or recorded"
+    flip_inside_largest_tensor(banks / "linreg.pt", 64)
+    assert [line.split(":")[0] for line in verify(paths)[0]] == [str(banks / "linreg.pt"), str(models / "seed1.pt")]

@@ -210,9 +210,19 @@ def stage_outputs(stage: dict) -> list[str]:
 
 
 def stage_command(stage: dict) -> tuple[list[str], list[str]]:
-    """(allowed rules, targets) of a stage's `${sm} RULE... -- TARGET...` command."""
-    rules, targets = re.fullmatch(r"\$\{sm\} ([\w ]+) -- (.*)", stage["cmd"]).groups()
+    """(allowed rules, targets) of a stage's `[iai verify OUT... && ]${sm} RULE... -- TARGET...` command."""
+    rules, targets = re.fullmatch(r"(?:iai verify [^&]+ && )?\$\{sm\} ([\w ]+) -- (.*)", stage["cmd"]).groups()
     return rules.split(), targets.split()
+
+
+def test_dvc_stages_that_own_hashed_artifacts_verify_them_first():
+    """A stage whose outs hold banks, checkpoints or per-task tables checks exactly those outs before
+    Snakemake runs (so that a corrupted one is never recorded by `dvc repro`); `make reproduce` checks all."""
+    for name, stage in dvc_stages().items():
+        verified = re.match(r"iai verify ([^&]+) && ", stage["cmd"])
+        owned = [o for o in stage_outputs(stage) if o.startswith("data/") and not o.endswith(".csv")]
+        assert (verified.group(1).split() if verified else []) == owned, f"dvc.yaml stage {name}: {stage['cmd']}"
+    assert "iai verify data/banks data/models data/results\n" in (REPO / "Makefile").read_text()
 
 
 def under(path: str, outs: list[str]) -> bool:
@@ -506,3 +516,30 @@ def test_dvc_repro_after_one_run_changes_retrains_that_run_only(tiny_run, tmp_pa
     assert not any(k.startswith("data/banks") for k in changed)
     assert "Data and pipelines are up to date" in dvc(ws, "status").stdout
     assert "Nothing to be done" in snakemake(ws, "--dry-run").stdout
+
+
+@pytest.mark.slow
+def test_a_corrupted_bank_stops_dvc_repro_before_anything_is_recorded(tiny_run, tmp_path):
+    ws = copy_run(tiny_run[0], tmp_path / "ws")
+    tiny_dvc_project(ws)
+    lock = (ws / "dvc.lock").read_text()
+    bank = sorted((ws / "data/banks").glob("*.pt"))[0]
+    good = bank.read_bytes()
+    raw = bytearray(good)
+    middle = len(raw) // 2
+    raw[middle:middle + 64] = bytes(b ^ 0xFF for b in raw[middle:middle + 64])  # the same size, 64 bytes flipped
+    bank.write_bytes(bytes(raw))
+    before = mtimes(ws)
+    assert "modified:" in dvc(ws, "status").stdout  # DVC sees the change, and would rerun the stage
+    repro = dvc(ws, "repro")
+    out = repro.stdout + repro.stderr
+    assert repro.returncode != 0, out
+    name = str(bank.relative_to(ws))
+    lines = [line for line in out.splitlines() if line.startswith(f"iai verify: {name}: corrupted")]
+    assert len(lines) == 1 and "dvc checkout --force data/banks" in lines[0], out
+    assert not snakemake_jobs(out), out  # stopped before any job
+    assert (ws / "dvc.lock").read_text() == lock  # the good hash is still the recorded one
+    assert mtimes(ws) == before  # nothing else written
+    assert dvc(ws, "checkout", "--force", "data/banks").returncode == 0  # the remedy the line names
+    assert bank.read_bytes() == good
+    assert "Data and pipelines are up to date" in dvc(ws, "status").stdout

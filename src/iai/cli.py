@@ -20,6 +20,7 @@ COMMANDS = {
     "figures": ("iai.analysis.figures", "draw the figures from the results table"),
     "report": ("iai.analysis.report", "write reports/index.html and reports/metrics.json"),
     "bench": ("iai.stages.bench", "measure wall time and peak memory of iterative vs one-shot learners"),
+    "verify": ("iai.stages.verify", "check that every artifact still matches the content hash written with it"),
     "data": ("iai.stages.data", "download MNIST / Fashion-MNIST IDX files for the image_classification family"),
 }
 

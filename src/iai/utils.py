@@ -22,6 +22,10 @@ class ConfigError(ValueError):
     """A bad parameter, file or argument. The CLI prints its message alone and exits 2."""
 
 
+class NoContentHash(ConfigError):
+    """A file that carries no content hash (not written by iai, or by a version before hashes)."""
+
+
 # ---------------------------------------------------------------------------- seeds
 
 
@@ -177,7 +181,7 @@ def torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     except Exception as err:  # corrupted, truncated, or a pickle with code in it
         raise ConfigError(f"{path}: not a readable iai file ({type(err).__name__}: {err})") from err
     if not isinstance(data, dict) or CONTENT_HASH not in data:
-        raise ConfigError(f"{path}: not an iai file (no {CONTENT_HASH}; files written by iai carry one)")
+        raise NoContentHash(f"{path}: not an iai file (no {CONTENT_HASH}: files written by iai carry one)")
     recorded = data.pop(CONTENT_HASH)
     found = content_sha256(data)
     if found != recorded:

@@ -44,13 +44,16 @@ n_seeds        training seeds averaged (references and cost rows: 1)
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from iai.utils import ConfigError, atomic_path
+from iai.utils import ConfigError, NoContentHash, atomic_path
 
 LEARNER_COLUMNS = ["family", "kind", "dim", "split", "regime", "learner", "signal", "state", "history", "nominal",
                    "gain", "mode", "context", "batch_size"]
@@ -146,15 +149,44 @@ def read_tasks(path: str | Path, known_learners: Iterable[str] | None = None) ->
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: per-task table not found")
-    df = pd.read_parquet(path)
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # a truncated or overwritten file
+        raise ConfigError(f"{path}: not a readable per-task table ({type(err).__name__}: {err}); {TASKS_REMEDY}") from err
+    recorded = (table.schema.metadata or {}).get(TABLE_HASH_KEY)
+    if recorded is None:
+        raise NoContentHash(f"{path}: not an iai per-task table (no {TABLE_HASH_KEY.decode()} in its metadata: "
+                            f"tables written by iai carry one)")
+    df = table.to_pandas()
+    found = frame_sha256(df)
+    if found != recorded.decode():
+        raise ConfigError(f"{path}: corrupted: content hash {found[:16]} differs from the recorded "
+                          f"{recorded.decode()[:16]}; {TASKS_REMEDY}")
     return validate(df, str(path), known_learners, columns=TASK_COLUMNS, key=TASK_KEY)
 
 
+TABLE_HASH_KEY = b"iai.content_sha256"  # Parquet key-value metadata: the hash of the table's content
+TASKS_REMEDY = "delete it and rerun the pipeline (`make reproduce`), or `dvc checkout --force` the recorded copy"
+
+
+def frame_sha256(df: pd.DataFrame) -> str:
+    """A hash of a frame's content: column names, kinds of dtype and every value (row order included).
+
+    The kind, not the dtype, since a string column may come back from Parquet as ``str`` where it was
+    written as ``object`` (pandas hashes both alike)."""
+    h = hashlib.sha256(repr([(str(c), t.kind) for c, t in df.dtypes.items()]).encode())
+    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
 def write_tasks(df: pd.DataFrame, path: str | Path) -> None:
-    """A per-task table as Parquet, sorted, atomically."""
+    """A per-task table as Parquet, sorted, atomically, with its :func:`frame_sha256` in the file's
+    metadata (checked by :func:`read_tasks`: a changed value is an error, not a wrong result)."""
     df = task_frame(df).sort_values(TASK_KEY, kind="stable").reset_index(drop=True)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), TABLE_HASH_KEY: frame_sha256(df).encode()})
     with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+        pq.write_table(table, tmp)
 
 
 def read_any(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -109,7 +109,7 @@ def save_learner(path: str | Path, learner: nn.Module) -> None:
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(config, state dict) of a learner checkpoint; ConfigError if the file is not one."""
-    blob = torch_load(path, remedy="retrain it with `iai train` (or `dvc checkout` the recorded copy)")
+    blob = torch_load(path, remedy="retrain it with `iai train` (or `dvc checkout --force` the recorded copy)")
     if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(f"{path}: not an iai learner checkpoint (expected format {CHECKPOINT_FORMAT!r})")
     return json.loads(blob["config"]), blob["state_dict"]

@@ -22,7 +22,7 @@ def save_bank(path: str | Path, splits: dict[str, TaskBatch]) -> None:
 
 def load_bank(path: str | Path) -> dict[str, TaskBatch]:
     """Read a bank written by :func:`save_bank`: ``{split: TaskBatch}``."""
-    data = torch_load(path, remedy="regenerate it with `iai generate` (or `dvc checkout` the recorded copy)")
+    data = torch_load(path, remedy="regenerate it with `iai generate` (or `dvc checkout --force` the recorded copy)")
     if not isinstance(data, dict) or data.get("format") != BANK_FORMAT:
         raise ConfigError(f"{path}: not an iai task bank (format {BANK_FORMAT} expected)")
     return {name: TaskBatch.from_state_dict(d) for name, d in data["splits"].items()}
