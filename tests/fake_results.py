@@ -309,8 +309,8 @@ def fake_histories() -> pd.DataFrame:
     import numpy as np
 
     steps = np.arange(50, 1001, 50)
-    rows = [{"family": "linreg", "learner": name, "step": s, "loss": loss, "lr": 1e-3, "tasks_per_s": 500.0,
-             "elapsed_s": s / 25, "rollout_steps": 4.5}
+    rows = [{"family": "linreg", "learner": name, "step": s, "loss": loss, "lr": 1e-3,
+             "rollout_steps": 4.5}
             for name, curve in (("parametric_obs", lambda s: 0.5 + 2 / s), ("implicit_logits", lambda s: 40 / s))
             for s in steps for loss in [curve(s)]]
     return pd.DataFrame(rows)

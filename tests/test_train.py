@@ -16,7 +16,7 @@ from iai.core.rollout import rollout
 from iai.core.tasks import make_family
 from iai.core.training import TaskPool, TrainConfig, lr_factor
 from iai.stages.train import model_paths, train_run
-from iai.utils import ConfigError
+from iai.utils import TIMING_KEYS, ConfigError, read_summary, timing_path
 
 FAMILY = make_family("linear_regression", dim=4, noise_std=0.5)
 MODEL = {"width": 32, "depth": 1, "heads": 2, "ff": 64}
@@ -71,6 +71,9 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path):
     rows_b = list(csv.DictReader(open(paths["log"])))
     assert [(r["step"], r["loss"], r["lr"]) for r in rows_a] == [(r["step"], r["loss"], r["lr"]) for r in rows_b]
     assert [int(r["step"]) for r in rows_b] == list(range(2, 15, 2))
+    # what DVC hashes is the same bytes whether or not the run was interrupted (the timings are in the sidecar)
+    for kind in ("model", "log", "summary"):
+        assert model_paths(tmp_path / "a", "linreg", "r")[kind].read_bytes() == paths[kind].read_bytes(), kind
 
 
 def test_the_pool_trains_every_depth_equally_often():
@@ -168,7 +171,11 @@ def test_the_cli_trains_a_run_from_params_and_writes_its_outputs(tmp_path, capsy
     paths = model_paths(out, "lin", "pb")
     summary = json.loads(paths["summary"].read_text())
     assert summary["stage"] == "train" and summary["iterations"] == 3 and summary["device"] == "cpu"
-    assert {"family", "learner", "duration_s", "final_loss", "threads"} <= summary.keys()
+    assert {"family", "learner", "final_loss", "threads"} <= summary.keys()
+    # what was measured rather than computed lives beside it, out of DVC's hashes (.dvcignore)
+    assert not set(TIMING_KEYS) & summary.keys()
+    timing = json.loads(timing_path(paths["summary"]).read_text())
+    assert timing["duration_s"] > 0 and timing["tasks_per_s"] > 0 and read_summary(paths["summary"]) == {**summary, **timing}
     assert list(csv.DictReader(open(paths["log"])))[-1]["step"] == "3"
     config, _ = read_checkpoint(paths["model"])
     assert config["train"]["iterations"] == 3 and config["learner"]["signal"] == "both"

@@ -21,6 +21,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from iai.utils import read_summary
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = "params/test.yaml"
@@ -426,7 +428,7 @@ def test_killed_training_is_marked_incomplete_and_resumes(tiny_run, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "resuming linreg/long at iteration" in (ws / "logs/train/linreg/long.log").read_text()
     assert not resume.exists()
-    summary = json.loads((ws / "data/models/linreg/long/seed0.json").read_text())
+    summary = read_summary(ws / "data/models/linreg/long/seed0.json")  # with its timing sidecar
     assert summary["iterations"] == 400 and summary["resumed_at"] >= 20
 
 

@@ -126,6 +126,35 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+# What a job measured about itself rather than computed: the same job gives other values on each run
+# and machine. A stage summary keeps them in a sidecar, <name>.timing.json, which .dvcignore leaves out
+# of DVC's hashes, so that the same numbers give the same dvc.lock on every run.
+TIMING_KEYS = ("duration_s", "device_name", "tasks_per_s", "resumed_at")
+
+
+def timing_path(summary_path: str | os.PathLike) -> Path:
+    """``seed0.json`` -> ``seed0.timing.json``, beside it."""
+    path = Path(summary_path)
+    return path.with_name(f"{path.stem}.timing.json")
+
+
+def write_summary(path: str | os.PathLike, summary: dict) -> None:
+    """A stage summary as two JSON files: what the job computed at ``path``, its :data:`TIMING_KEYS` in
+    :func:`timing_path` (read back together by :func:`read_summary`)."""
+    write_json(path, {k: v for k, v in summary.items() if k not in TIMING_KEYS})
+    write_json(timing_path(path), {k: summary[k] for k in TIMING_KEYS if k in summary})
+
+
+def read_summary(path: str | os.PathLike) -> dict:
+    """A summary written by :func:`write_summary`, with its timings where the sidecar is there."""
+    path = Path(path)
+    data = json.loads(path.read_text())
+    timing = timing_path(path)
+    if isinstance(data, dict) and timing.is_file():
+        data = {**data, **json.loads(timing.read_text())}
+    return data
+
+
 CONTENT_HASH = "content_sha256"  # the key torch_save adds to every object it writes
 
 

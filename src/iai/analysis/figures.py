@@ -264,11 +264,12 @@ def fig_cost(df: pd.DataFrame, styles: dict, contexts: dict):
 
 def read_histories(models_dir: str | Path) -> pd.DataFrame:
     """Every training history ``<models_dir>/<family>/<learner>/seed<S>.csv`` (``iai train``'s log: step,
-    loss, lr, tasks_per_s, elapsed_s, ...) as one table with ``family``, ``learner`` and ``seed`` columns."""
+    loss, lr, rollout_steps) as one table with ``family``, ``learner`` and ``seed`` columns (training
+    times are in the report's stage table: a figure shows only what was computed)."""
     frames = []
     for path in sorted(Path(models_dir).glob("*/*/seed*.csv")):
         h = pd.read_csv(path)
-        if {"step", "loss", "elapsed_s"} <= set(h.columns) and path.stem[4:].isdigit():
+        if {"step", "loss"} <= set(h.columns) and path.stem[4:].isdigit():
             frames.append(h.assign(family=path.parent.parent.name, learner=path.parent.name, seed=int(path.stem[4:])))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -289,9 +290,7 @@ def fig_training(df: pd.DataFrame, styles: dict, histories: pd.DataFrame | None)
             ax.plot(mean.index, mean.to_numpy(), label=lab, **style)
         if (h.loss > 0).all():
             ax.set_yscale("log")
-        seconds = h.groupby("learner").elapsed_s.max()
-        ax.set(xlabel="training iteration", ylabel="loss on fresh tasks' valid points",
-               title=f"{fam}  (longest run {seconds.max():.0f} s)")
+        ax.set(xlabel="training iteration", ylabel="loss on fresh tasks' valid points", title=fam)
     legend(fig, axes, styles)
     fig.suptitle("Meta-training: loss against iterations (logged means over training seeds; fresh tasks every "
                  "iteration)", weight="bold")

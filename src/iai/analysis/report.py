@@ -37,7 +37,7 @@ from iai.analysis.cost import device_table
 from iai.analysis.captions import FIGURES
 from iai.analysis.report_html import page
 from iai.analysis.selection import PREDICTION, final_step, higher_is_better, known_learners, labels, quality, reference
-from iai.utils import ConfigError, file_sha256, write_json, write_text
+from iai.utils import ConfigError, file_sha256, read_summary, write_json, write_text
 
 
 def git_commit(cwd: str | Path = ".") -> str:
@@ -61,7 +61,7 @@ def read_stage_info(paths: list[str | Path]) -> pd.DataFrame:
         if not path.is_file():
             raise ConfigError(f"--stage-info: {path}: file not found")
         try:
-            data = json.loads(path.read_text())
+            data = read_summary(path)  # with its timings (<name>.timing.json) where they are there
         except json.JSONDecodeError as err:
             raise ConfigError(f"--stage-info: {path}: not valid JSON ({err})") from err
         for item in data if isinstance(data, list) else [data]:

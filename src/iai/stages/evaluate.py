@@ -44,7 +44,7 @@ from iai.core.learners import describe, load_run, run_dir
 from iai.core.rollout import eval_steps, rollout, steps_for
 from iai.core.tasks import TaskBatch, TaskFamily, build_family
 from iai.core.tasks.bank import load_bank
-from iai.utils import ConfigError, check_writable, derive_seed, describe_device, resolve_device, write_json
+from iai.utils import ConfigError, check_writable, derive_seed, describe_device, resolve_device, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def cli_main(args: argparse.Namespace) -> None:
     check_writable(out.parent)  # before any compute
     df = evaluate_learner(params, args.family, args.learner, args.banks, args.models, device)
     write_tasks(df, out)
-    write_json(out.with_suffix(".json"), {
+    write_summary(out.with_suffix(".json"), {
         "stage": "evaluate", "family": args.family, "learner": args.learner, "rows": len(df),
         "seeds": int(df["seed"].nunique()), "device": str(resolve_device(device)),
         "device_name": describe_device(resolve_device(device)), "duration_s": round(time.perf_counter() - start, 3)})

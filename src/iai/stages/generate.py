@@ -18,7 +18,7 @@ from iai.params import Params, load_params
 from iai.core.tasks import TaskBatch, TaskFamily, build_family
 from iai.core.results import VALID_SPLIT
 from iai.core.tasks.bank import save_bank
-from iai.utils import derive_seed, file_sha256, write_json
+from iai.utils import derive_seed, file_sha256, write_summary
 
 
 def bank_families(splits: dict[str, TaskFamily]) -> dict[str, TaskFamily]:
@@ -65,7 +65,7 @@ def write_bank(params: Params, name: str, out_dir: str | Path) -> Path:
         "device": "cpu",  # tasks are always sampled on the CPU, so seeds give the same tasks anywhere
         "duration_s": round(time.perf_counter() - start, 3),
     }
-    write_json(out_dir / f"{name}.json", manifest)
+    write_summary(out_dir / f"{name}.json", manifest)  # the duration in <name>.timing.json
     return path
 
 

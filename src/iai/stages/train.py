@@ -10,9 +10,11 @@ AdamW, linear warmup then cosine decay, gradient-norm clipping. On CUDA the step
 bf16 autocast. Outputs (all written atomically), under ``<out>/<family>/``:
 
 - ``<name>.pt``: the trained learner (state dict + config JSON; see :func:`iai.core.learners.load_learner`);
-- ``<name>.csv``: the training log (step, loss, lr, tasks_per_s, elapsed_s, rollout_steps; with the
-  pool sampler, rollout_steps is the mean depth of the steps trained, (K_train + 1) / 2);
-- ``<name>.json``: a summary (duration, device, iterations, final loss, threads, ...);
+- ``<name>.csv``: the training log (step, loss, lr, rollout_steps; with the pool sampler,
+  rollout_steps is the mean depth of the steps trained, (K_train + 1) / 2): what was computed, so
+  the same run gives the same file; throughput goes to the job's log;
+- ``<name>.json``: a summary (device, iterations, final loss, threads, parameters, config), and
+  ``<name>.timing.json`` beside it: duration, throughput, where it resumed (:func:`iai.utils.write_summary`);
 - ``<name>.resume.pt`` while training: model, optimizer, schedule, log and (pool sampler) the
   pool's tasks, states and depths at the last checkpoint; a restarted run resumes from it and ends
   with the same weights as an uninterrupted one (CPU).
@@ -35,14 +37,14 @@ from tqdm.auto import tqdm
 from iai.core.learners import build_learner, run_dir, save_learner
 from iai.core.training import TaskPool, TrainConfig, lr_factor, train_iteration, uses_pool
 from iai.core.tasks import TaskFamily, build_family
-from iai.utils import (ConfigError, check_writable, derive_seed, resolve_device, torch_load, torch_save, write_json,
+from iai.utils import (ConfigError, check_writable, derive_seed, resolve_device, torch_load, torch_save, write_summary,
                        write_text)
 
 if TYPE_CHECKING:
     from iai.params import RunSpec
 
 log = logging.getLogger(__name__)
-LOG_COLUMNS = ("step", "loss", "lr", "tasks_per_s", "elapsed_s", "rollout_steps")
+LOG_COLUMNS = ("step", "loss", "lr", "rollout_steps")
 
 
 def model_paths(out: str | Path, family: str, name: str, seed: int = 0) -> dict[str, Path]:
@@ -76,8 +78,9 @@ class _Progress:
 
     def close(self, step: int, lr: float, tasks_per_s: float) -> None:
         w = self.window
-        self.rows.append({"step": step, "loss": w["loss"] / w["count"], "lr": lr, "tasks_per_s": round(tasks_per_s, 2),
-                          "elapsed_s": round(self.elapsed, 2), "rollout_steps": w["k"] / w["count"]})
+        self.rows.append({"step": step, "loss": w["loss"] / w["count"], "lr": lr, "rollout_steps": w["k"] / w["count"]})
+        log.info("iteration %d: loss %.4g, lr %.3g, %.0f tasks/s, %.1f s", step, self.rows[-1]["loss"], lr, tasks_per_s,
+                 self.elapsed)
         self.window = {"loss": 0.0, "k": 0, "count": 0}
 
     def blob(self) -> dict:
@@ -160,7 +163,7 @@ def train_run(run: "RunSpec", family: TaskFamily, out: str | Path = "data/models
                "threads": torch.get_num_threads(), "parameters": sum(p.numel() for p in learner.parameters()),
                "tasks_per_s": round(tc.iterations * tc.tasks_per_batch / max(prog.elapsed, 1e-9), 1),
                "resumed_at": start or None, "seed": seed_index, "root_seed": seed, "config": learner.config}
-    write_json(paths["summary"], summary)
+    write_summary(paths["summary"], summary)
     paths["resume"].unlink(missing_ok=True)
     return summary
 
