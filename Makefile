@@ -82,7 +82,7 @@ pull: setup
 # records every output as made by the current params and inputs (`--touch --forceall`), so it neither
 # redoes them nor misses a later change.
 adopt: setup
-	@dvc status --quiet || { echo "make adopt: dvc status is not clean; run dvc repro first" >&2; exit 1; }
+	@dvc status --quiet || { dvc status >&2; echo "make adopt: dvc status is not clean (above); run dvc repro first" >&2; exit 1; }
 	$(SNAKEMAKE) --touch --forceall --quiet
 
 dry-run: setup

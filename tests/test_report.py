@@ -54,6 +54,12 @@ def inputs(tmp_path_factory):
     return root
 
 
+def flat_keys(d: dict, prefix: str = "") -> list[str]:
+    """The metric names DVC prints (nested keys joined with dots)."""
+    return [key for k, v in d.items()
+            for key in (flat_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"])]
+
+
 def build(root: Path, out: Path, **kw) -> dict:
     args = dict(results_path=root / "results.csv", figures_dir=cached_figures(), out=out / "index.html",
                 metrics_path=out / "metrics.json", params_path=root / "params.yaml",
@@ -89,9 +95,18 @@ def test_metrics_are_deterministic_and_hold_the_headlines(inputs, tmp_path):
     data = (tmp_path / "a" / "metrics.json").read_bytes()
     assert data == (tmp_path / "b" / "metrics.json").read_bytes()
     m = json.loads(data)
-    assert sorted(m["claims"]) == sorted(f"claim_{c}" for c in CLAIMS)
-    assert len(m["rules"]["hash"]) == 16 and "primary" in m["rules"] and "competence_gap" in m["rules"]
-    assert [r["claim"] for r in m["sensitivity"]] == list(CLAIMS) and "level 0.99" in m["sensitivity"][0]
+    assert sorted(m["claims"]) == sorted(f"claim_{c}" for c in CLAIMS) and list(m["verdicts"]) == list(CLAIMS)
+    detail = json.loads((tmp_path / "a" / "comparisons.json").read_text())
+    assert len(detail["rules"]["hash"]) == 16 and "primary" in detail["rules"] and "competence_gap" in detail["rules"]
+    assert m["rules_hash"] == detail["rules"]["hash"]
+    assert [r["claim"] for r in detail["sensitivity"]] == list(CLAIMS) and "level 0.99" in detail["sensitivity"][0]
+    # the headline is short: verdicts, the primary comparisons' effects, final numbers (dvc metrics diff)
+    for name, claim in m["claims"].items():
+        assert m["verdicts"][name.removeprefix("claim_")] == detail["claims"][name]["verdict"]
+        assert len(claim.get("primary", {})) == len(detail["claims"][name].get("primary", {}))  # one key each
+        for entry in claim.get("primary", {}).values():
+            assert set(entry) <= {"effect", "lo", "hi", "p_holm", "shows"}
+    assert all(len(key) <= 80 for key in flat_keys(m)), max(flat_keys(m), key=len)
     assert (tmp_path / "a" / "claims.md").read_text().startswith("# The paper's claims, judged")
     lin = m["families"]["linreg"]
     assert lin["metric"] == "excess_risk" and lin["n"] == 256 and lin["split"] == "id"
@@ -106,7 +121,7 @@ def test_without_learned_rows_every_claim_is_inconclusive(inputs, tmp_path):
     write_tables(df[df.regime.isin(["exact", "classical"])], tmp_path / "refs.csv")
     build(inputs, tmp_path, results_path=tmp_path / "refs.csv", stage_info=[], params_path=None)
     m = json.loads((tmp_path / "metrics.json").read_text())
-    assert {c["verdict"] for c in m["claims"].values()} == {"inconclusive"}
+    assert set(m["verdicts"].values()) == {"inconclusive"}
     text = (tmp_path / "index.html").read_text()
     assert text.count("v-inconclusive") >= 12 and "No stage summaries were given" in text
 

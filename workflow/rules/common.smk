@@ -31,6 +31,7 @@ COST_SCALING_FAMILY = next(iter(BENCH), FAMILIES[0])
 COST_MAX_N = RAW["evaluate"].get("cost_max_n", 16384)  # the largest n of `iai bench cost`
 COST_REPEATS = RAW["evaluate"].get("cost_repeats", 3)
 COST_SCALING_TASKS = RAW["evaluate"].get("cost_scaling_tasks", 8)  # tasks per call of `iai bench cost`
+COST_SCALING = "data/results/cost/scaling.json"  # claim 6 is judged on it
 FIGURE_FILES = [f"reports/figures/{name}" for name in FIGURES]
 # cost benchmarks of other devices, committed (GPU runs): the report judges each by claim 6's rule
 DEVICE_COSTS = sorted(str(p) for p in Path("docs/gpu").glob("cost_*.json"))
@@ -38,9 +39,12 @@ DEVICE_COSTS = sorted(str(p) for p in Path("docs/gpu").glob("cost_*.json"))
 for family in set(RAW["evaluate"].get("cost_families", [])) - set(FAMILIES):
     raise WorkflowError(f"invalid params: {PARAMS_FILE}: evaluate.cost_families: {family!r} is not a family; "
                         f"expected one of {FAMILIES}")
+if "scaling" in FAMILIES:
+    raise WorkflowError(f"invalid params: {PARAMS_FILE}: families: a family may not be called 'scaling' "
+                        f"({COST_SCALING} holds the cost scaling of `iai bench cost`)")
 for family, learner in RUNS:
-    if learner in ("cost", ALL_REFERENCES, ALL_RUNS):
-        held = {"cost": "cost measurements", ALL_REFERENCES: "reference evaluations", ALL_RUNS: "run evaluations"}
+    if learner in (ALL_REFERENCES, ALL_RUNS):
+        held = {ALL_REFERENCES: "reference evaluations", ALL_RUNS: "run evaluations"}
         raise WorkflowError(f"invalid params: {PARAMS_FILE}: runs: a run may not be called {learner!r} "
                             f"(data/results/eval/{family}/{learner}.* holds the family's {held[learner]})")
 
@@ -122,13 +126,17 @@ def stage_summaries():
     out = [f"data/banks/{f}.json" for f in FAMILIES]
     out += [path for f, l in RUNS for path in run_files(f, l, "json")]
     out += [f"data/results/eval/{f}/{l}.json" for f, l in EVALUATIONS]
-    return out + [f"data/results/eval/{f}/cost.json" for f in BENCH]
+    return out + [f"data/results/cost/{f}.json" for f in BENCH]
 
 
-def results_tables():
-    """Per-task tables of the evaluations (Parquet) and the cost tables (summary CSV)."""
-    return ([f"data/results/eval/{f}/{l}.parquet" for f, l in EVALUATIONS]
-            + [f"data/results/eval/{f}/cost.csv" for f in BENCH])
+def evaluation_tables():
+    """Per-task tables of the evaluations (Parquet)."""
+    return [f"data/results/eval/{f}/{l}.parquet" for f, l in EVALUATIONS]
+
+
+def cost_tables():
+    """The cost tables of `iai bench` (summary CSV: measurements, not per task)."""
+    return [f"data/results/cost/{f}.csv" for f in BENCH]
 
 
 # Targets of the dvc.yaml stages (`snakemake --allowed-rules generate banks -- banks`): one per stage.
@@ -137,3 +145,4 @@ localrules:
     banks,
     models,
     evaluations,
+    costs,

@@ -1,4 +1,6 @@
-# Evaluation at growing n, cost measurements, and the merged results table.
+# Evaluation at growing n (data/results/eval: computed, the same on every run), cost measurements
+# (data/results/cost: timings, which differ from run to run, kept apart so that DVC's hash of the
+# evaluations stays the same), and the merged results table.
 
 
 rule evaluate:
@@ -14,8 +16,6 @@ rule evaluate:
     params:
         file=PARAMS_FILE,
         settings=lambda w: evaluation_settings(w.family, w.learner),
-    wildcard_constraints:
-        learner=r"(?!cost\.(?:csv|json)$)[A-Za-z0-9][A-Za-z0-9_.-]*",  # cost.csv is the bench rule's
     threads: 1
     log:
         "logs/evaluate/{family}/{learner}.log",
@@ -33,13 +33,15 @@ rule bench:
         models=lambda w: [f"data/models/{w.family}/{name}/seed0.pt" for name in BENCH[w.family]],
         code=CODE["bench"],
     output:
-        table="data/results/eval/{family}/cost.csv",
-        summary="data/results/eval/{family}/cost.json",
+        table="data/results/cost/{family}.csv",
+        summary="data/results/cost/{family}.json",
     params:
         file=PARAMS_FILE,
         # what `iai bench` (the table) reads: not cost_max_n or cost_scaling_tasks, which are the cost_scaling rule's
         settings=lambda w: settings(seed=RAW["seed"], device=RAW.get("device"), family=RAW["families"][w.family],
                                     evaluate={k: v for k, v in RAW["evaluate"].items() if k in BENCH_TABLE_KEYS}),
+    wildcard_constraints:
+        family=r"(?!scaling$)[A-Za-z0-9][A-Za-z0-9_.-]*",  # data/results/cost/scaling.* is the cost_scaling rule's
     threads: workflow.cores
     resources:
         gpu=1,
@@ -59,8 +61,8 @@ rule cost_scaling:
     input:
         code=CODE["bench"],
     output:
-        json="data/results/eval/cost_scaling.json",
-        figure="data/results/eval/cost_scaling.png",
+        json=COST_SCALING,
+        figure="data/results/cost/scaling.png",
     params:
         file=PARAMS_FILE,
         family=COST_SCALING_FAMILY,
@@ -83,16 +85,22 @@ rule cost_scaling:
 
 
 rule evaluations:
-    """Every evaluation and cost table, and the cost scaling (the dvc.yaml stage `evaluate`)."""
+    """Every per-task evaluation table (the dvc.yaml stage `evaluate`)."""
     input:
-        results_tables(),
-        "data/results/eval/cost_scaling.json",
+        evaluation_tables(),
+
+
+rule costs:
+    """Every cost table and the cost scaling (the dvc.yaml stage `bench`)."""
+    input:
+        cost_tables(),
+        COST_SCALING,
 
 
 rule merge:
     """Every evaluation and cost table -> the per-task table and its summary (checked and sorted)."""
     input:
-        tables=results_tables(),
+        tables=evaluation_tables() + cost_tables(),
         code=CODE["merge"],
     output:
         summary="data/results/results.csv",

@@ -31,13 +31,14 @@ rule report:
         tasks="data/results/per_task.parquet",
         figures=FIGURE_FILES,
         stage_info=stage_summaries(),
-        cost_scaling="data/results/eval/cost_scaling.json",
+        cost_scaling=COST_SCALING,
         device_costs=DEVICE_COSTS,
         code=CODE["report"],
     output:
         html="reports/index.html",
         metrics="reports/metrics.json",
         claims="reports/claims.md",  # written beside the metrics
+        comparisons="reports/comparisons.json",
     params:
         file=PARAMS_FILE,
         settings=settings(params=RAW),  # the report shows the whole recipe

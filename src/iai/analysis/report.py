@@ -1,4 +1,5 @@
-"""Write ``reports/index.html`` and ``reports/metrics.json`` from the results table and the figures.
+"""Write ``reports/index.html``, ``reports/metrics.json`` (with ``comparisons.json`` and ``claims.md``
+beside it) from the results table and the figures.
 
     iai report --results data/results/results.csv --figures reports/figures \\
                --params params/default.yaml --stage-info data/**/*.json \\
@@ -9,10 +10,15 @@ files beside it): it opens from disk with no server. It shows what was run (para
 devices, durations per stage from the stages' summary JSON files), the six claims with their
 measured numbers and computed verdicts (:mod:`iai.analysis.claims`), a summary table of final numbers and
 every figure of :data:`iai.analysis.captions.FIGURES` with its caption. ``metrics.json`` holds the headline
-numbers for ``dvc metrics``: per family, split id, largest n, each learner's primary metric (and
-its ratio to Bayes for regression; its difference to the reference for the order and generation
+numbers for ``dvc metrics`` and ``dvc exp show``, with short keys: each claim's verdict (``verdicts``), its
+pre-registered comparisons' effect, interval and Holm p-value (claim 6: each regime's verdict,
+counted FLOP ratio and time slope); per family, split id, largest n, each learner's primary metric
+(and its ratio to Bayes for regression; its difference to the reference for the order and generation
 families: edge accuracy - sink search's, MMD² - the true samples'), whether higher or lower is
-better, and the claim verdicts; sorted keys, 6 significant digits.
+better; and the hash of the rules in force. ``comparisons.json`` beside it holds everything behind the
+verdicts: each claim's explanation, every comparison computed (primary and secondary, judged or not,
+with its seeds and why), the rules in force and each verdict under alternative rules; ``claims.md``
+the same as a page. Sorted keys, 6 significant digits.
 
 A stage summary (``--stage-info``) is a JSON object as the stages write it beside their outputs:
 ``stage`` (else the file name), ``duration_s``, ``device``/``device_name`` and any other scalar
@@ -130,14 +136,50 @@ def _claim_metrics(c: dict) -> dict:
     return out
 
 
-def metrics(df: pd.DataFrame, claims: list[dict], rules: dict | None = None, sensitivity: list | None = None) -> dict:
-    """The headline numbers for ``dvc metrics``: the rules in force (with their hash), every claim's
-    comparisons, the sensitivity of each verdict, and each family's final numbers."""
-    out = {"claims": {f"claim_{c['claim']}": _claim_metrics(c) for c in claims}, "families": {}}
+HEADLINE_KEYS = ("effect", "lo", "hi", "p_holm")
+COST_HEADLINE = {"FLOP ratio / K": "flop_ratio_per_K", "time ratio R": "time_ratio_R", "slope of R": "slope",
+                 "slope low": "slope_lo", "slope high": "slope_hi"}
+
+
+def _headline(c: dict) -> dict:
+    """A claim's primary comparisons' effect, interval and Holm p-value, under short keys
+    (``family/split/nN/A vs B/metric``: what ``dvc metrics diff`` prints); claim 6 per regime."""
+    out = {}
+    if c["claim"] == "6":
+        out["regimes"] = {r["regime"]: {"verdict": r["verdict"],
+                                        **{short: _num(r[k]) for k, short in COST_HEADLINE.items() if r.get(k) is not None}}
+                          for r in c["numbers"] if "regime" in r}
+        return out
+    primary = {}
+    for r in (r for r in c["numbers"] if r.get("role") == "primary"):
+        key = f"{r['family']}/{r['split']}/n{r['n']}/{r['A']} vs {r['B']}".split(" [")[0] + f"/{r['metric']}"
+        if key in primary:  # two comparisons that differ only in their qualifier: keep it
+            key = f"{r['family']}/{r['split']}/n{r['n']}/{r['A']} vs {r['B']}/{r['metric']}"
+        entry = {k: _num(r[k]) for k in HEADLINE_KEYS if r.get(k) is not None}
+        primary[key] = {**entry, "shows": r["shows"]} if "shows" in r else entry
+    if primary:
+        out["primary"] = primary
+    return out
+
+
+def comparisons(claims: list[dict], rules: dict | None = None, sensitivity: list | None = None) -> dict:
+    """Everything behind the verdicts (``comparisons.json``): every claim's explanation and every
+    comparison it computed, the rules in force (with their hash) and each verdict under alternative rules."""
+    out = {"claims": {f"claim_{c['claim']}": _claim_metrics(c) for c in claims}}
     if rules is not None:
         out["rules"] = rules
     if sensitivity is not None:
         out["sensitivity"] = sensitivity
+    return out
+
+
+def metrics(df: pd.DataFrame, claims: list[dict], rules_hash: str | None = None) -> dict:
+    """The headline numbers for ``dvc metrics`` (short keys): each claim's verdict and primary
+    comparisons, each family's final numbers, and the hash of the rules in force."""
+    out = {"verdicts": {c["claim"]: c["verdict"] for c in claims},  # short columns for `dvc exp show`
+           "claims": {f"claim_{c['claim']}": _headline(c) for c in claims}, "families": {}}
+    if rules_hash is not None:
+        out["rules_hash"] = rules_hash
     t = final_table(df)
     for fam, g in t[t.split == "id"].groupby("family", sort=True):
         learners = {}
@@ -262,7 +304,9 @@ def build(results_path: str | Path, figures_dir: str | Path, out: str | Path, me
     }
     write_text(out, page(context))
     if metrics_path:
-        write_json(metrics_path, metrics(df, claims, {"hash": rules.rules_hash(), **rules.rules()}, fragile))
+        write_json(metrics_path, metrics(df, claims, rules.rules_hash()))
+        write_json(Path(metrics_path).with_name("comparisons.json"),
+                   comparisons(claims, {"hash": rules.rules_hash(), **rules.rules()}, fragile))
         write_text(Path(metrics_path).with_name("claims.md"), claims_markdown(claims, fragile, rules.rules_hash()))
     return {"claims": claims}
 
