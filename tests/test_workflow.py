@@ -351,6 +351,8 @@ def test_full_tiny_run_completes_then_has_nothing_to_do(tiny_run):
                  *[f"reports/figures/{name}" for name in FIGURES]]:
         assert (ws / path).is_file(), path
 
+    # the DVC-hashed folders hold artifacts only (no caches such as matplotlib's font list)
+    assert not [str(p) for p in (ws / "data").rglob(".*")]
     results = pd.read_csv(ws / "data/results/results.csv")
     assert set(results.learner) == {"bayes", "prior", "sgd", "po", "po_once"}
     assert {"wall_time_s", "peak_memory_mb"} <= set(results.metric)  # the cost rows were merged

@@ -520,8 +520,11 @@ def claim_cost_scaling(result: dict, fit_range: tuple[int, int] = (1024, 16384),
 def plot_cost(result: dict, path: str | Path) -> None:
     """Time and peak memory against n, iterative (solid) vs one shot (dashed), log-log; a PNG."""
     import os
+    import tempfile
 
-    os.environ.setdefault("MPLCONFIGDIR", str(Path(path).parent / ".mplconfig"))
+    # matplotlib's font cache in the temp dir, as iai.analysis.plotting does: not beside the figure,
+    # where it would land in a DVC-hashed output
+    os.environ.setdefault("MPLCONFIGDIR", os.path.join(tempfile.gettempdir(), "iai-matplotlib"))
     import matplotlib
 
     matplotlib.use("Agg")
