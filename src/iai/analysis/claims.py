@@ -84,7 +84,7 @@ class Options:
         return cls(**known)
 
     def rules(self) -> dict:
-        """The rules in force, as recorded in ``reports/metrics.json`` with their hash."""
+        """The rules in force, as recorded in ``reports/comparisons.json`` with their hash (its hash also in ``metrics.json``)."""
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
         out["primary"] = [dict(p) for p in self.primary]
         return out

@@ -125,7 +125,7 @@ def claims_overview(claims: list[dict], ctx: dict | None = None) -> str:
            "Claim details</a>.</p>"]
     if ctx and ctx.get("rules_hash"):
         out.append(f'<p class="test">Rules in force: hash <code>{esc(ctx["rules_hash"])}</code> '
-                   "(recorded with the rules in <code>reports/metrics.json</code>).</p>")
+                   "(recorded with the rules in <code>reports/comparisons.json</code>).</p>")
     if ctx and ctx.get("sensitivity"):
         out += ["<h3>How fragile each verdict is</h3><p class=\"test\">Each verdict re-judged under alternative "
                 "reasonable rules (the competence threshold, the level, and every primary comparison moved to the "
