@@ -75,7 +75,7 @@ def test_rollout_flops_sum_the_steps():
 
 def test_bench_cost_json_keys_shapes_and_the_one_shot_cap(tmp_path, monkeypatch):
     pairs = {"implicit": (learner(regime="implicit"), learner(regime="implicit", mode="one_shot"))}
-    monkeypatch.setattr(bench, "_cost_setup", lambda params_file, family_name: (FAM, pairs, 8, "test"))
+    monkeypatch.setattr(bench.cost, "cost_setup", lambda params_file, family_name: (FAM, pairs, 8, "test"))
     result = bench.bench_cost(sizes=[16, 32, 64, 128], n_tasks=2, n_query=4, repeats=1, device="cpu",
                               time_cap_s=1e9, memory_cap_mb=1e-9, progress=lambda *_: None)
     for key in ("n", "iterative_s", "one_shot_s", "iterative_peak_mb", "one_shot_peak_mb"):
@@ -106,7 +106,7 @@ def test_bench_cost_json_keys_shapes_and_the_one_shot_cap(tmp_path, monkeypatch)
 def test_bench_cost_records_every_repeat_and_takes_their_median(monkeypatch):
     pairs = {"parametric": (learner(regime="parametric", signal="obs"),
                             learner(regime="parametric", signal="obs", mode="one_shot"))}
-    monkeypatch.setattr(bench, "_cost_setup", lambda params_file, family_name: (FAM, pairs, 8, "test"))
+    monkeypatch.setattr(bench.cost, "cost_setup", lambda params_file, family_name: (FAM, pairs, 8, "test"))
     result = bench.bench_cost(sizes=[16, 32], n_tasks=2, n_query=4, repeats=3, device="cpu", budget_s=60,
                               progress=lambda *_: None)
     r = result["regimes"]["parametric"]
@@ -138,8 +138,8 @@ class FakeCompile:
 def test_compile_compiles_both_sides_or_neither(monkeypatch, fail_for):
     pairs = {"implicit": (learner(regime="implicit"), learner(regime="implicit", mode="one_shot"))}
     fake = FakeCompile(fail_for)
-    monkeypatch.setattr(bench, "_cost_setup", lambda params_file, family_name: (FAM, pairs, 8, "test"))
-    monkeypatch.setattr(bench, "compiled_step", fake)
+    monkeypatch.setattr(bench.cost, "cost_setup", lambda params_file, family_name: (FAM, pairs, 8, "test"))
+    monkeypatch.setattr(bench.cost, "compiled_step", fake)
     result = bench.bench_cost(sizes=[16, 32], n_tasks=2, n_query=4, repeats=1, device="cpu", compiled=True,
                               progress=lambda *_: None)
     r = result["regimes"]["implicit"]
@@ -156,18 +156,18 @@ def test_bench_train_warm_up_sees_every_rollout_depth_before_timing(monkeypatch)
     from iai.core.training import TrainConfig
 
     depths = []
-    real = bench.train_iteration
+    real = bench.train.train_iteration
 
     def recording(*args, **kwargs):
         loss, k = real(*args, **kwargs)
         depths.append(k)
         return loss, k
 
-    monkeypatch.setattr(bench, "train_iteration", recording)
+    monkeypatch.setattr(bench.train, "train_iteration", recording)
     tc = TrainConfig.from_dict({**TRAIN, "max_steps": 4})
     model = build_learner(RunSpec("f", "r", {"regime": "parametric", "signal": "obs"}, MODEL, {**TRAIN, "max_steps": 4}),
                           FAM).train()
-    r = bench._train_throughput(model, FAM, tc, torch.device("cpu"), iterations=2, fused=False)
+    r = bench.train._train_throughput(model, FAM, tc, torch.device("cpu"), iterations=2, fused=False)
     warm_up = depths[:-2]
     assert len(warm_up) >= 3 and set(warm_up) == {1, 2, 3, 4}
     assert r["task_steps_per_s"] > 0 and r["sampler"] == "rollout"
@@ -180,7 +180,7 @@ def test_bench_train_compares_both_paths_from_the_same_weights(monkeypatch):
     pairs = {"parametric": (named("it", regime="parametric", signal="obs"),
                             named("once", regime="parametric", signal="obs", mode="one_shot"))}
     initial = {k: v.clone() for k, v in pairs["parametric"][0].state_dict().items()}
-    monkeypatch.setattr(bench, "_cost_setup", lambda params_file, family_name: (FAM, pairs, 8, "test"))
+    monkeypatch.setattr(bench.cost, "cost_setup", lambda params_file, family_name: (FAM, pairs, 8, "test"))
     result = bench.bench_train(iterations=2, compare=True, progress=lambda *_: None)
     assert set(result["runs"]) == {"it", "once"}
     for run in result["runs"].values():

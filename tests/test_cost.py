@@ -202,7 +202,7 @@ def test_a_real_tiny_bench_run_is_judged(monkeypatch):
     torch.set_num_threads(1)
     pairs = {"parametric": (learner(regime="parametric", signal="obs"),
                             learner(regime="parametric", signal="obs", mode="one_shot"))}
-    monkeypatch.setattr(bench, "_cost_setup", lambda params_file, family_name: (FAM, pairs, 8, "test"))
+    monkeypatch.setattr(bench.cost, "cost_setup", lambda params_file, family_name: (FAM, pairs, 8, "test"))
     sizes = [64, 128, 256, 512, 1024, 2048]
     result = json.loads(json.dumps(bench.bench_cost(sizes=sizes, n_tasks=2, n_query=4, repeats=2, device="cpu",
                                                     budget_s=30, progress=lambda *_: None)))

@@ -73,7 +73,7 @@ CODE = {
                              "stages/generate.py"),
     "train": BASE + files("core", "stages/__init__.py", "stages/train.py"),
     "evaluate": BASE + files("core", "stages/__init__.py", "stages/evaluate.py"),
-    "bench": BASE + files("core", "stages/__init__.py", "stages/bench.py"),
+    "bench": BASE + files("core", "stages/__init__.py", "stages/bench"),
     "merge": BASE + files("core/__init__.py", "core/results.py", "stages/__init__.py", "stages/merge.py"),
     "figures": BASE + files("core/__init__.py", "core/results.py", "analysis/__init__.py", "analysis/captions.py",
                             "analysis/selection.py", "analysis/plotting.py", "analysis/figures.py"),
