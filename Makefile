@@ -89,6 +89,8 @@ dry-run: setup
 	$(SNAKEMAKE) --dry-run --quiet
 
 lint: setup
+	ruff check src tests
+	lint-imports
 	$(SNAKEMAKE) --lint
 
 workflow-report: setup

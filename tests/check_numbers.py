@@ -24,7 +24,6 @@ from iai.core.learners.classical import GradientLearner
 from iai.core.learners.exact import ConjugateLinearRegression, KNNLearner, MAPLearner
 from iai.core.rollout import rollout
 from iai.params import RunSpec
-
 from test_learned_learners import LINREG, LOGREG, MLPREG, MODEL, TRAIN  # the same small families and sizes
 
 LEARNED = {

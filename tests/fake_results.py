@@ -150,7 +150,8 @@ def expand_tasks(summary: pd.DataFrame, n_tasks: int = 16, learned_seeds: int = 
 def write_tables(df: pd.DataFrame, path) -> None:
     """``df`` as the pipeline writes it: the summary at ``path`` and its per-task table beside it."""
     results.write(df, path)
-    results.write_tasks(expand_tasks(df[~df.metric.isin(results.COST_METRICS)]), Path(path).with_name("per_task.parquet"))
+    results.write_tasks(expand_tasks(df[~df.metric.isin(results.COST_METRICS)]),
+                        Path(path).with_name("per_task.parquet"))
 
 
 def fake_tasks(n_tasks: int = 16) -> pd.DataFrame:
@@ -243,17 +244,20 @@ def implicit_only_rows(cost: bool = True) -> list[dict]:
                     for step in [2 ** i for i in range(int(math.log2(n // B)) + 1)]:
                         seen = step * B
                         if order:
-                            acc = {"random_order": 0.5, "var_sort": 0.9 - 0.05 / step, "sink_search": 1 - 0.3 / seen ** 0.5,
+                            acc = {"random_order": 0.5, "var_sort": 0.9 - 0.05 / step,
+                                   "sink_search": 1 - 0.3 / seen ** 0.5,
                                    "implicit": 0.95 - 0.2 / step, "implicit_hidden": 0.97 - 0.1 / step,
                                    "implicit_hist": 0.99 - 0.1 / step}[name] - shift
                             metrics = {"edge_accuracy": (acc, 0.01), "valid_order": (acc ** 4, 0.02)}
                         else:
                             mmd = -0.002 + 0.01 / seen if name == "true_samples" else 0.02 + 0.3 / step ** 0.5
-                            metrics = {"mmd": (mmd + shift, 0.002), "sample_nll": (1.7 if name == "true_samples" else 3 + 2 / step, 0.05),
+                            metrics = {"mmd": (mmd + shift, 0.002),
+                                       "sample_nll": (1.7 if name == "true_samples" else 3 + 2 / step, 0.05),
                                        "cfm_loss": (100.0 / step if name == "true_samples" else 3.6 + 0.4 / step, 0.1)}
                         for metric, (value, sem) in metrics.items():
-                            rows.append({**base, "split": split, "regime": regime, "learner": name, **extra, "n_train": n,
-                                         "step": step, "n_seen": seen, "metric": metric, "value": value, "sem": sem})
+                            rows.append({**base, "split": split, "regime": regime, "learner": name, **extra,
+                                         "n_train": n, "step": step, "n_seen": seen, "metric": metric, "value": value,
+                                         "sem": sem})
                 for name, state, context in (("icl_oneshot", "logits" if order else "hidden", "capped"),
                                              ("icl_oneshot", "logits" if order else "hidden", "all")):
                     read = min(n, 64) if context == "capped" else n
@@ -262,13 +266,15 @@ def implicit_only_rows(cost: bool = True) -> list[dict]:
                     for metric, (value, sem) in metrics.items():
                         rows.append({**base, "split": split, "regime": "implicit", "learner": name, "signal": "obs",
                                      "state": state, "mode": "one_shot", "context": context, "batch_size": read,
-                                     "n_train": n, "step": 1, "n_seen": read, "metric": metric, "value": value, "sem": sem})
+                                     "n_train": n, "step": 1, "n_seen": read, "metric": metric, "value": value,
+                                     "sem": sem})
     if cost:
         for n in (128, 256, 512, 1024):  # time ratio 1 at K = n/16: would fail claim 6
             for mode, name, bs, steps in (("iterative", "implicit", B, n // B), ("one_shot", "icl_oneshot", n, 1)):
                 for metric, value in (("wall_time_s", 0.01 * n / B), ("peak_memory_mb", 50.0)):
-                    rows.append(dict(family="scm", kind="causal_order", dim=5, split="id", regime="implicit", learner=name,
-                                     signal="obs", state="logits", history=0, mode=mode, context="all", batch_size=bs,
+                    rows.append(dict(family="scm", kind="causal_order", dim=5, split="id", regime="implicit",
+                                     learner=name, signal="obs", state="logits", history=0, mode=mode, context="all",
+                                     batch_size=bs,
                                      n_train=n, step=steps, n_seen=n, metric=metric, value=value, sem=float("nan"),
                                      n_tasks=1, seed=1))
     return rows

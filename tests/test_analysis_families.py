@@ -10,11 +10,11 @@ import matplotlib.text
 import numpy as np
 import yaml
 
+from fake_results import IMPLICIT_FAMILIES, cached_table, implicit_only_table, with_implicit_only, write_tables
 from iai import cli
 from iai.analysis import claims, figures, report, selection
 from iai.analysis.plotting import learner_styles, y_axis
 from iai.core import results
-from fake_results import IMPLICIT_FAMILIES, cached_table, implicit_only_table, with_implicit_only, write_tables
 
 BASE = dict(family="scm", kind="causal_order", dim=5, split="id", regime="implicit", learner="implicit",
             signal="obs", state="logits", history=0, mode="iterative", context="all", batch_size=16, n_train=64,

@@ -89,8 +89,9 @@ def test_bench_cost_json_keys_shapes_and_the_one_shot_cap(tmp_path, monkeypatch)
     # token, block 2 (the last) the 4 queries only
     assert r["one_shot_attention_flops"] == [2 * 4 * ((n + 4) + 4) * n * 16 for n in (16, 32, 64, 128)]
     json.dumps(result)  # plain JSON types
-    assert set(result["claim6"]["regimes"]["implicit"]) >= {"slope_iterative", "slope_one_shot", "time_ratio_at_largest",
-                                                            "K_at_largest", "attention_flop_ratio_at_largest"}
+    assert set(result["claim6"]["regimes"]["implicit"]) >= {"slope_iterative", "slope_one_shot",
+                                                            "time_ratio_at_largest", "K_at_largest",
+                                                            "attention_flop_ratio_at_largest"}
     # every repeat is recorded beside the median, and which way each side ran (both eager by default)
     assert result["compiled"] is False and r["iterative_compiled"] is False and r["one_shot_compiled"] is False
     assert [len(ts) for ts in r["iterative_times_s"]] == [1, 1, 1, 1]
@@ -165,7 +166,8 @@ def test_bench_train_warm_up_sees_every_rollout_depth_before_timing(monkeypatch)
 
     monkeypatch.setattr(bench.train, "train_iteration", recording)
     tc = TrainConfig.from_dict({**TRAIN, "max_steps": 4})
-    model = build_learner(RunSpec("f", "r", {"regime": "parametric", "signal": "obs"}, MODEL, {**TRAIN, "max_steps": 4}),
+    model = build_learner(RunSpec("f", "r", {"regime": "parametric", "signal": "obs"}, MODEL,
+                                  {**TRAIN, "max_steps": 4}),
                           FAM).train()
     r = bench.train._train_throughput(model, FAM, tc, torch.device("cpu"), iterations=2, fused=False)
     warm_up = depths[:-2]

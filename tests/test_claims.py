@@ -19,7 +19,8 @@ def who(name, regime="parametric", signal="obs", state="none", history=0, mode="
                 gain="none" if regime == "exact" else "inverse_step", mode=mode)
 
 
-def cell(w: dict, split: str, n: int, step: int, mean: float, metric="excess_risk", seeds=S, spread=0.05, family=FAMILY):
+def cell(w: dict, split: str, n: int, step: int, mean: float, metric="excess_risk", seeds=S, spread=0.05,
+         family=FAMILY):
     """Per-task rows of one learner at one cell: task difficulty (shared: the pairing) x mean x each seed's
     scale (1 + spread z) x a little noise."""
     diff = np.exp(np.random.default_rng(zlib.crc32(f"{split}{metric}".encode())).normal(0, 0.5, T))
@@ -28,8 +29,10 @@ def cell(w: dict, split: str, n: int, step: int, mean: float, metric="excess_ris
     for seed in range(seeds):
         s = 1 + spread * rng.standard_normal()
         v = diff * mean * s * (1 + 0.02 * rng.standard_normal(T))
-        out.append(pd.DataFrame(dict(**family, split=split, **w, context="all", batch_size=16 if w["mode"] == "iterative" else n,
-                                     n_train=n, step=step, n_seen=n, metric=metric, seed=seed, task=np.arange(T), value=v)))
+        out.append(pd.DataFrame(dict(**family, split=split, **w, context="all",
+                                     batch_size=16 if w["mode"] == "iterative" else n,
+                                     n_train=n, step=step, n_seen=n, metric=metric, seed=seed, task=np.arange(T),
+                                     value=v)))
     return out
 
 
@@ -46,7 +49,8 @@ def comparison_table(a: dict, b: dict, effect: float, n=128, a_step=8, b_step=8,
                      spread=0.05):
     """A against B at n on split id (A's mean = (1 + effect) x B's), plus the validation tasks the gate reads:
     the reference at 1, the trivial predictor at 10, A at ``valid_a``, B at 1.5."""
-    parts = [cell(a, "id", n, a_step, 1 + effect, metric, spread=spread), cell(b, "id", n, b_step, 1.0, metric, spread=spread)]
+    parts = [cell(a, "id", n, a_step, 1 + effect, metric, spread=spread),
+             cell(b, "id", n, b_step, 1.0, metric, spread=spread)]
     for w, step, m in ((a, a_step, valid_a), (b, b_step, 1.5)):
         parts.append(cell(w, "valid", n, step, m, metric))
     parts += [cell(BAYES, "valid", n, step, 1.0, metric, seeds=1) for step in sorted({a_step, b_step})]
@@ -64,7 +68,8 @@ CLAIMS = {  # claim -> (side a, side b, steps, learner a, learner b, n)
     "1b": ({"learner": "a", "step": 64}, {"learner": "a", "step": 8}, (64, 8), A_IT, A_IT, 1024),
     "2": ({"learner": "a"}, {"learner": "b"}, (8, 8), who("a"), who("b", signal="grad"), 128),
     "3": ({"learner": "a"}, {"learner": "b"}, (8, 8), A_IT, who("b", "explicit"), 128),
-    "5": ({"learner": "a"}, {"learner": "b"}, (8, 8), who("a", "implicit", "obs", "logits"), who("b", "implicit", "obs", "probs"), 128),
+    "5": ({"learner": "a"}, {"learner": "b"}, (8, 8), who("a", "implicit", "obs", "logits"),
+          who("b", "implicit", "obs", "probs"), 128),
 }
 EFFECT = {"reproduced": -0.4, "contradicted": +0.4, "inconclusive": 0.0}
 
@@ -117,7 +122,8 @@ def test_holm_needs_every_primary_at_the_corrected_level():
     weak = comparison_table(who("c"), who("d"), -0.06, spread=0.15)
     t = results.task_frame(pd.concat([strong, weak]).drop_duplicates(results.TASK_KEY))  # one reference
     one = verdict(t, "3", [spec("3", {"learner": "a"}, {"learner": "b"})])
-    both = verdict(t, "3", [spec("3", {"learner": "a"}, {"learner": "b"}), spec("3", {"learner": "c"}, {"learner": "d"})])
+    both = verdict(t, "3", [spec("3", {"learner": "a"}, {"learner": "b"}),
+                            spec("3", {"learner": "c"}, {"learner": "d"})])
     assert one["verdict"] == "reproduced" and both["verdict"] == "inconclusive"
     assert both["effect"][0]["p_holm"] <= both["effect"][1]["p_holm"]
 

@@ -135,7 +135,8 @@ def test_nominal_rule_is_the_untrained_nominal_parametric_learner(kind, options)
 
 
 def test_new_references_apply_where_sgd_does_and_build():
-    families = {"linreg": make_family("linear_regression", dim=3), "logreg": make_family("linear_classification", dim=3),
+    families = {"linreg": make_family("linear_regression", dim=3),
+                "logreg": make_family("linear_classification", dim=3),
                 "mlp": make_family("nonlinear_regression", dim=3, hidden=4), "scm": make_family("causal_order", dim=4)}
     refs = {name: {"lr": {f: 0.1 for f in families}} for name in ("sgd_avg", "adam_avg")}
     for fname, fam in families.items():

@@ -9,9 +9,8 @@ import pytest
 import yaml
 
 from iai.core.tasks import build_family
-from iai.params import load_params
-
 from iai.core.tasks.bank import load_bank
+from iai.params import load_params
 from iai.utils import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,8 +119,10 @@ def test_evaluating_a_familys_runs_together_gives_each_ones_rows(tmp_path):
     family, _ = build_family(params.family("linreg"))
     for run in params.runs:  # untrained learners: the evaluation is what is tested
         for seed in range(run.seeds):
-            save_learner(tmp_path / "models" / "linreg" / run.name / f"seed{seed}.pt", build_learner(run, family, seed=seed))
-    common = ["--params", str(ROOT / "params" / "test.yaml"), "--family", "linreg", "--banks", "banks", "--models", "models"]
+            save_learner(tmp_path / "models" / "linreg" / run.name / f"seed{seed}.pt",
+                         build_learner(run, family, seed=seed))
+    common = ["--params", str(ROOT / "params" / "test.yaml"), "--family", "linreg", "--banks", "banks",
+              "--models", "models"]
     assert iai("generate", *common[:4], "--out", "banks", cwd=tmp_path).returncode == 0
     res = iai("evaluate", *common, "--learner", "runs", "--out", "runs.parquet", cwd=tmp_path)
     assert res.returncode == 0, res.stderr

@@ -151,7 +151,8 @@ def test_the_slope_interval_covers_the_true_slope(true_slope):
         s = cost.slope_interval(ns, it, os_, 0.95)
         assert s["method"] == "repeats"
         covered += s["lo"] <= true_slope <= s["hi"]
-        medians = cost.slope_interval(ns, [[sorted(t)[len(t) // 2]] for t in it], [[sorted(t)[len(t) // 2]] for t in os_])
+        medians = cost.slope_interval(ns, [[sorted(t)[len(t) // 2]] for t in it],
+                                      [[sorted(t)[len(t) // 2]] for t in os_])
         assert medians["method"] == "residuals"
         covered_resid += medians["lo"] <= true_slope <= medians["hi"]
     assert 0.9 <= covered / draws <= 0.99, covered / draws  # nominal 0.95; not trivially wide

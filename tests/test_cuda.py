@@ -8,13 +8,13 @@ import math
 import pytest
 import torch
 
-from iai.stages.bench import measure
 from iai.core.learners import build_learner, load_learner
 from iai.core.learners.classical import GradientLearner
 from iai.core.learners.exact import ConjugateLinearRegression, KNNLearner, MAPLearner
-from iai.params import RunSpec
 from iai.core.rollout import rollout
 from iai.core.tasks import make_family
+from iai.params import RunSpec
+from iai.stages.bench import measure
 from iai.stages.train import model_paths, train_run
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -44,7 +44,8 @@ CASES = [(kind, spec) for kind in ("linear_regression", "linear_classification")
 
 def metrics(learner, family, tasks, device, b=16):
     torch.manual_seed(0)
-    return {(r["step"], r["metric"]): r["value"] for r in rollout(learner, family, tasks, b, steps="all", device=device)}
+    return {(r["step"], r["metric"]): r["value"]
+            for r in rollout(learner, family, tasks, b, steps="all", device=device)}
 
 
 def assert_same_numbers(cpu, gpu, rel):

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from fake_results import cached_figures, cached_table, fake_params
 from iai import cli
 from iai.analysis import figures
-from iai.core import results
-from iai.params import from_dict
 from iai.analysis.plotting import learner_styles
 from iai.analysis.selection import training_context
-from fake_results import cached_figures, cached_table, fake_params
+from iai.core import results
+from iai.params import from_dict
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -97,7 +97,8 @@ def test_training_context_comes_from_capped_rows_then_params():
 @pytest.mark.parametrize("damage, message", [
     (lambda df: df.drop(columns=["sem"]), "missing column(s) ['sem']"),
     (lambda df: df.assign(learner=df.learner.where(df.learner != "knn", "mystery")), "unknown learner(s) ['mystery']"),
-    (lambda df: df.assign(regime=df.regime.where(df.regime != "exact", "magic")), "column 'regime' has unknown value(s)"),
+    (lambda df: df.assign(regime=df.regime.where(df.regime != "exact", "magic")),
+     "column 'regime' has unknown value(s)"),
 ])
 def test_a_bad_table_gives_one_clear_message(tmp_path, capsys, damage, message):
     bad = damage(small_table().assign(learner=lambda d: d.learner.where(d.learner != "implicit_logits", "knn")))

@@ -13,7 +13,7 @@ from iai.core.learners.flow import TrueSamplesLearner
 from iai.core.learners.references import applies, reference_learner
 from iai.core.rollout import rollout
 from iai.core.tasks import MixtureGenerationTasks, make_family
-from iai.core.tasks.generation import (empirical_velocity, euler_generate, mixture_log_prob, mixture_velocity, mmd2)
+from iai.core.tasks.generation import empirical_velocity, euler_generate, mixture_log_prob, mixture_velocity, mmd2
 from iai.core.tasks.images import build_pool
 from iai.params import RunSpec
 from iai.stages.train import train_run

@@ -317,7 +317,8 @@ def test_an_empty_part_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="image_part: expected one of"):
         fam.variant(image_part="test")
     path = tmp_path / "emb.npz"  # 3 images of class 5: 0.1 holds none of them out
-    np.savez(path, x=np.random.default_rng(0).normal(size=(33, 4)).astype(np.float32), y=np.r_[np.zeros(30, int), [5] * 3])
+    np.savez(path, x=np.random.default_rng(0).normal(size=(33, 4)).astype(np.float32),
+             y=np.r_[np.zeros(30, int), [5] * 3])
     with pytest.raises(ConfigError, match="class 5 of embeddings has 3 images, of which it would hold out 0"):
         make_family("image_classification", source="embeddings", path=str(path), n_classes=2, eval_fraction=0.1)
     assert make_family("image_classification", source="embeddings", path=str(path), n_classes=2,
@@ -327,18 +328,19 @@ def test_an_empty_part_is_a_clear_error(tmp_path):
 def test_meta_training_and_tuning_never_draw_a_bank_image(tmp_path, monkeypatch):
     """The train stage (both samplers) and tune-lr draw only the meta-training part; `iai generate`'s
     banks (id, ood_classes, ood_shift) only the held-out part, so no bank image is ever trained on."""
+    from iai.core.tasks import build_family
+    from iai.core.tasks.bank import load_bank
     from iai.params import from_dict
     from iai.stages.generate import sample_bank, write_bank
     from iai.stages.train import train_run
     from iai.stages.tune import tune_learning_rates
-    from iai.core.tasks import build_family
-    from iai.core.tasks.bank import load_bank
 
     raw = {"seed": 0, "banks": {"n_tasks": 8, "n_train": 64, "n_valid": 16}, "evaluate": {"sizes": [16, 64]},
            "model": {"width": 16, "depth": 1, "heads": 2, "ff": 32},
            "train": {"batch_size": 16, "max_steps": 2, "tasks_per_batch": 4, "n_valid": 8, "iterations": 2, "warmup": 1,
                      "log_every": 1, "checkpoint_every": 2, "threads": 1}}
-    raw["families"] = {"digits": {"kind": "image_classification", "n_classes": 5, "dim": 16, "held_out_classes": [7, 8, 9],
+    raw["families"] = {"digits": {"kind": "image_classification", "n_classes": 5, "dim": 16,
+                                  "held_out_classes": [7, 8, 9],
                                   "eval_fraction": 0.3,
                                   "splits": {"id": {}, "ood_classes": {"n_novel": 3}, "ood_shift": {"rotate": 45}}}}
     raw["references"] = {"learners": ["sgd"], "sgd": {"lr": {"digits": 0.1}}, "lr_grid": [0.1]}
@@ -365,7 +367,8 @@ def test_meta_training_and_tuning_never_draw_a_bank_image(tmp_path, monkeypatch)
     trained = set().union(*training)
     drawn.clear()
     bank = sample_bank(params, "digits", splits)
-    assert [(part, rotate, novel) for part, rotate, novel, _ in drawn] == [("eval", 0.0, 0), ("eval", 0.0, 3), ("eval", 45.0, 0)]
+    assert [(part, rotate, novel) for part, rotate, novel, _ in drawn] == [("eval", 0.0, 0), ("eval", 0.0, 3),
+                                                                           ("eval", 45.0, 0)]
     for (*_, rows), split in zip(drawn, bank):
         assert rows and not rows & trained, split
     # the stored bank too: its points are images of the held-out part (rows as the pool holds them)

@@ -1,5 +1,6 @@
 """Artifacts that cannot rot silently: a changed byte in a checkpoint, a bank or a per-task table is one
-clear error on load, and `iai verify` names every such file before a stage runs; a stage fails before any compute when its inputs are missing or its output folder cannot be
+clear error on load, and `iai verify` names every such file before a stage runs; a stage fails before any compute
+when its inputs are missing or its output folder cannot be
 written; an OS error while writing is one line naming the path, and leaves the old file."""
 
 import errno

@@ -35,8 +35,10 @@ def test_layers_are_kept():
 @pytest.mark.parametrize("module, bad_import, contract", [
     ("core/rollout.py", "import iai.stages.evaluate", "iai: cli -> analysis"),          # core reaching up to a stage
     ("core/tasks/base.py", "import iai.core.learners", "iai.core: results"),           # tasks reaching up to learners
-    ("stages/bench/__init__.py", "import iai.stages.evaluate", "iai.stages: every stage"),        # one stage importing another
-    ("analysis/figures.py", "import iai.analysis.report", "iai.analysis: report"),      # figures reaching up to the report
+    # one stage importing another
+    ("stages/bench/__init__.py", "import iai.stages.evaluate", "iai.stages: every stage"),
+    # figures reaching up to the report
+    ("analysis/figures.py", "import iai.analysis.report", "iai.analysis: report"),
 ])
 def test_a_broken_layer_is_caught(tmp_path, module, bad_import, contract):
     shutil.copytree(REPO / "src" / "iai", tmp_path / "iai")
@@ -52,3 +54,11 @@ def test_readme_states_the_checked_layers():
     for layer in ("iai.core", "iai.stages", "iai.analysis", "iai.params", "iai.utils"):
         assert layer in readme, f"README does not name the layer {layer}"
     assert "tests/test_layers.py" in readme
+
+
+def test_ruff_finds_nothing():
+    """Lint and import order (pyproject.toml [tool.ruff]: pycodestyle, pyflakes, isort; 120 columns)."""
+    ruff = Path(sys.executable).parent / "ruff"
+    out = subprocess.run([str(ruff), "check", "--no-cache", "src", "tests"], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr

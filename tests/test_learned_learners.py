@@ -8,10 +8,10 @@ import torch
 
 from iai.core.learners import build_learner, load_learner, save_learner
 from iai.core.learners.base import Learner
-from iai.params import RunSpec
 from iai.core.rollout import rollout
 from iai.core.tasks import make_family
 from iai.core.training import TrainConfig, train_iteration
+from iai.params import RunSpec
 from iai.utils import ConfigError, torch_save
 
 MODEL = {"width": 32, "depth": 2, "heads": 4, "ff": 64}
@@ -29,8 +29,8 @@ VARIANTS = {
     "parametric_mlp": (MLPREG, {"regime": "parametric", "signal": "both"}),
     "parametric_coord_logreg_h1_mem2": (LOGREG, {"regime": "parametric", "signal": "both", "tokens": "coordinate",
                                             "history": 1, "memory": 2}),
-    "explicit_both": (LINREG, {"regime": "explicit", "signal": "both", "latent_tokens": 2, "latent_dim": 3, "decoder": "film",
-                               "grad_norm": "rms"}),
+    "explicit_both": (LINREG, {"regime": "explicit", "signal": "both", "latent_tokens": 2, "latent_dim": 3,
+                               "decoder": "film", "grad_norm": "rms"}),
     "explicit_bilinear_logreg": (LOGREG, {"regime": "explicit", "signal": "both", "decoder": "bilinear",
                                           "latent_dim": 6}),
     "explicit_coord_both": (LINREG, {"regime": "explicit", "signal": "both", "latent_tokens": 2, "latent_dim": 3,

@@ -23,7 +23,8 @@ def test_shipped_params_files_are_valid():
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda r: r["families"]["linreg"].update(noise_std=-1), "families.linreg.noise_std: expected a number >= 0, got -1"),
+    (lambda r: r["families"]["linreg"].update(noise_std=-1),
+     "families.linreg.noise_std: expected a number >= 0, got -1"),
     (lambda r: r["families"]["linreg"].update(dim=0), "families.linreg.dim: expected an integer >= 1, got 0"),
     (lambda r: r["families"]["linreg"].update(kind="quadratic"), "families.linreg.kind: expected one of"),
     (lambda r: r["banks"].update(n_tasks="many"), "banks.n_tasks: expected an integer, got 'many'"),
@@ -34,9 +35,11 @@ def test_shipped_params_files_are_valid():
     (lambda r: r["runs"].append({"family": "nope", "name": "x", "regime": "implicit"}), "runs."),
     (lambda r: r["runs"].append({"family": "linreg", "name": "bayes", "regime": "implicit"}), "name of a reference"),
     (lambda r: r["report"]["primary"][0].update(family="nope"), "report.primary.0.family: unknown family 'nope'"),
-    (lambda r: r["report"]["primary"][0].update(split="ood_x"), "report.primary.0.split: family 'linreg' has no split 'ood_x'"),
+    (lambda r: r["report"]["primary"][0].update(split="ood_x"),
+     "report.primary.0.split: family 'linreg' has no split 'ood_x'"),
     (lambda r: r["report"]["primary"][0].update(n=100), "report.primary.0.n: 100 is not one of evaluate.sizes"),
-    (lambda r: r["report"]["primary"][0]["b"].update(learner="nobody"), "report.primary.0.b.learner: 'nobody' is neither"),
+    (lambda r: r["report"]["primary"][0]["b"].update(learner="nobody"),
+     "report.primary.0.b.learner: 'nobody' is neither"),
     (lambda r: r["report"]["primary"][0].update(test="maybe"), "report.primary.0.test: expected one of"),
     (lambda r: r["families"]["linreg"]["splits"].update(valid={}), "families.linreg.splits.valid: 'valid' names"),
 ])

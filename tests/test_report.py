@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from fake_results import cached_figures, cached_table, cached_tasks, fake_params, write_tables
 from iai import cli
 from iai.analysis import report
 from iai.analysis.claims import CLAIMS, evaluate_claims
 from iai.analysis.figures import FIGURES
 from iai.utils import ConfigError
-from fake_results import cached_figures, cached_table, cached_tasks, fake_params, write_tables
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
 
@@ -85,7 +85,8 @@ def test_report_renders_and_links_every_figure(inputs, tmp_path):
         assert caption in text
     for c in claims:
         assert f"Claim {c['claim']}: {c['title']}" in text and c["test"] in text
-    assert [c["verdict"] for c in claims] == [c["verdict"] for c in evaluate_claims(cached_tasks(), {"train_context": 128})]
+    assert [c["verdict"] for c in claims] == [c["verdict"]
+                                              for c in evaluate_claims(cached_tasks(), {"train_context": 128})]
     assert "181.2" in text and "NVIDIA H100" in text and "params.yaml" in text and "git commit" in text
 
 

@@ -11,10 +11,10 @@ import yaml
 
 from iai.cli import main as iai_main
 from iai.core.learners import build_learner, load_learner, read_checkpoint
-from iai.params import RunSpec
 from iai.core.rollout import rollout
 from iai.core.tasks import make_family
 from iai.core.training import TaskPool, TrainConfig, lr_factor
+from iai.params import RunSpec
 from iai.stages.train import model_paths, train_run
 from iai.utils import TIMING_KEYS, ConfigError, read_summary, timing_path
 
@@ -175,7 +175,8 @@ def test_the_cli_trains_a_run_from_params_and_writes_its_outputs(tmp_path, capsy
     # what was measured rather than computed lives beside it, out of DVC's hashes (.dvcignore)
     assert not set(TIMING_KEYS) & summary.keys()
     timing = json.loads(timing_path(paths["summary"]).read_text())
-    assert timing["duration_s"] > 0 and timing["tasks_per_s"] > 0 and read_summary(paths["summary"]) == {**summary, **timing}
+    assert (timing["duration_s"] > 0 and timing["tasks_per_s"] > 0
+            and read_summary(paths["summary"]) == {**summary, **timing})
     assert list(csv.DictReader(open(paths["log"])))[-1]["step"] == "3"
     config, _ = read_checkpoint(paths["model"])
     assert config["train"]["iterations"] == 3 and config["learner"]["signal"] == "both"
@@ -186,8 +187,8 @@ def test_the_cli_trains_a_run_from_params_and_writes_its_outputs(tmp_path, capsy
 def test_the_params_schema_matches_the_train_config():
     from dataclasses import fields
 
-    from iai.params import schema
     from iai.core.training import TrainConfig
+    from iai.params import schema
 
     train = schema()["$defs"]["train"]
     assert set(train["properties"]) == {f.name for f in fields(TrainConfig)} and train["additionalProperties"] is False

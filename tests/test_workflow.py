@@ -7,7 +7,6 @@ one-shot, so the cost measurement runs too), sizes 16..64, a few training iterat
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -27,8 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = "params/test.yaml"
 DEFAULT = "params/default.yaml"
-TINY_JOBS = {"generate": 1, "train_run": 2, "evaluate": 2, "bench": 1, "cost_scaling": 1, "merge": 1, "figures": 1, "report": 1,
-             "all": 1}
+TINY_JOBS = {"generate": 1, "train_run": 2, "evaluate": 2, "bench": 1, "cost_scaling": 1, "merge": 1, "figures": 1,
+             "report": 1, "all": 1}
 
 
 def env() -> dict:
@@ -101,11 +100,10 @@ def test_dry_run_lists_the_jobs_the_params_ask_for(tmp_path):
 def test_the_full_recipe_plans_every_training_and_builds_every_learner(tmp_path, monkeypatch):
     """params/paper.yaml (never run here end to end) passes the schema, plans one training job per run
     and seed, and every run builds into a learner, with stand-in MNIST / Fashion-MNIST IDX files."""
-    from test_images import fake_idx_folder
-
     from iai.core.learners import build_learner
     from iai.core.tasks import build_family
     from iai.params import load_params
+    from test_images import fake_idx_folder
 
     ws = workspace(tmp_path)
     for name in ("mnist", "fashion_mnist"):
@@ -269,7 +267,8 @@ def test_dvc_stages_own_exactly_what_their_rules_make(default_plan):
         mine = {rule for rule, path in made if under(path, stage_outputs(stage))}
         assert mine, f"dvc.yaml stage {name}: no rule makes any of {stage_outputs(stage)}"
         targets_rules = {t for t in targets if t in allowed}
-        assert set(allowed) == mine | targets_rules, f"dvc.yaml stage {name} allows {allowed}, its outputs come from {mine}"
+        assert set(allowed) == mine | targets_rules, (
+            f"dvc.yaml stage {name} allows {allowed}, its outputs come from {mine}")
         for target in set(targets) - targets_rules:
             assert target in stage_outputs(stage), f"dvc.yaml stage {name}: target {target} is not one of its outs"
 
@@ -345,6 +344,7 @@ def tiny_run(tmp_path_factory):
 def test_full_tiny_run_completes_then_has_nothing_to_do(tiny_run):
     ws, _ = tiny_run
     import pandas as pd
+
     from iai.analysis.captions import FIGURES
 
     for path in ["data/results/results.csv", "reports/index.html", "reports/metrics.json",
@@ -475,9 +475,11 @@ def test_dvc_repro_after_a_claims_option_change_reruns_the_report_only(tiny_run,
     repro = dvc(ws, "repro")
     assert repro.returncode == 0, repro.stdout + repro.stderr
     assert re.findall(r"Running stage '([^']+)'", repro.stdout) == ["figures", "report"]
-    assert [rule for rule, _ in snakemake_jobs(repro.stdout + repro.stderr)] == ["report"]  # the figures job had nothing to do
+    # the figures job had nothing to do
+    assert [rule for rule, _ in snakemake_jobs(repro.stdout + repro.stderr)] == ["report"]
     changed = {k for k, v in mtimes(ws).items() if before.get(k) != v}
-    assert changed == {"reports/index.html", "reports/metrics.json", "reports/claims.md", "reports/comparisons.json"}, changed
+    assert changed == {"reports/index.html", "reports/metrics.json", "reports/claims.md",
+                       "reports/comparisons.json"}, changed
     assert "Data and pipelines are up to date" in dvc(ws, "status").stdout
     res = snakemake(ws, "--dry-run")  # the job DVC ran went through Snakemake: it agrees
     assert "Nothing to be done" in res.stdout, res.stdout

@@ -185,7 +185,8 @@ def _check_primary(raw: dict, source: str) -> None:
             raise ConfigError(f"{where}.family: unknown family {fam!r}; expected one of {sorted(families)}")
         splits = set(families[fam].get("splits") or {"id": {}})
         if spec["split"] not in splits:
-            raise ConfigError(f"{where}.split: family {fam!r} has no split {spec['split']!r}; expected one of {sorted(splits)}")
+            raise ConfigError(f"{where}.split: family {fam!r} has no split {spec['split']!r}; "
+                              f"expected one of {sorted(splits)}")
         if spec["n"] not in sizes:
             raise ConfigError(f"{where}.n: {spec['n']} is not one of evaluate.sizes {sizes}")
         names = {r["name"] for r in raw["runs"] if r["family"] == fam} | set(raw["references"]["learners"])

@@ -15,10 +15,11 @@ FIGURES = {
                      "arrow marks a value beyond the axis.",
     "signal_vs_dim.png": "Input signal of the parametric learner (observations vs gradients vs both) across input "
                          "dimensions d, split id, final step; regression as a ratio to the Bayes excess risk "
-                         "or classification as the error rate above MAP's (no error bands on these: learner and reference share tasks).",
+                         "or classification as the error rate above MAP's (no error bands on these: learner and "
+                         "reference share tasks).",
     "regimes.png": "Parametric vs explicit vs implicit: the learned iterative (Markovian) learners of each regime, "
-                   "without a hand-written gradient term, against n (split id, final step); regression as a ratio to the Bayes excess risk, classification "
-                   "as the error rate above MAP's.",
+                   "without a hand-written gradient term, against n (split id, final step); regression as a "
+                   "ratio to the Bayes excess risk, classification as the error rate above MAP's.",
     "training.png": "Meta-training loss (mean over the logged iterations, on the valid points of fresh tasks) "
                     "against training iterations, per family and learned run: a curve still falling at its end "
                     "means the run stopped before converging, so its numbers are a budget's, not the method's.",

@@ -88,7 +88,8 @@ class Cells:
                          if r in LEARNED}
         self.seeds = t.groupby(["family", "learner", "mode"])["seed"].nunique().to_dict()
 
-    def rows(self, family, split, learner, n, metric=None, mode="iterative", context="all", step=None) -> "CellRows | None":
+    def rows(self, family, split, learner, n, metric=None, mode="iterative", context="all",
+             step=None) -> "CellRows | None":
         """Per-task rows (seed, task, value) at one cell (the final step unless ``step``); None if absent."""
         step = step if step is not None else self.last.get((family, split, learner, mode, context, n))
         key = (family, split, learner, mode, context, n, metric or self.primary.get(family), step)
@@ -146,7 +147,8 @@ class Cells:
         M[s_at, np.searchsorted(tasks, rows.task)] = rows.value  # tasks: sorted, holding every task of rows
         if np.isnan(M).any():
             s, t = np.argwhere(np.isnan(M))[0]
-            raise ValueError(f"{what}: no value for seed {seeds[s]}, task {tasks[t]} (every seed must cover every task)")
+            raise ValueError(f"{what}: no value for seed {seeds[s]}, task {tasks[t]} "
+                             "(every seed must cover every task)")
         return M
 
     def compare(self, family, split, n, a: dict, b: dict, metric=None) -> dict | None:

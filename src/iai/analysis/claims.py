@@ -335,8 +335,9 @@ def sensitivity(tasks: pd.DataFrame, options: dict | None, cost_scaling: dict | 
     table = {"rule in force": _judge_all(cells, pred, o, cost_scaling, secondary=False)}
     for name, change in SENSITIVITY.items():
         if change.get("n") == "largest":
-            prim = tuple({**p, "n": largest} if p.get("a", {}).get("step") is None and p.get("b", {}).get("step") is None
-                         else p for p in o.primary)
+            unstepped = [p.get("a", {}).get("step") is None and p.get("b", {}).get("step") is None
+                         for p in o.primary]
+            prim = tuple({**p, "n": largest} if plain else p for p, plain in zip(o.primary, unstepped))
             alt = replace(o, primary=prim)
         else:
             alt = replace(o, **change)

@@ -257,10 +257,12 @@ def judge_regime(scaling: dict, regime: str, rec: dict, options=None) -> dict:
     att_it, att_os = rec["iterative_attention_flops"][last], rec["one_shot_attention_flops"][last]
     flop_ratio = att_os / att_it if att_it else math.nan
     flop_ok = bool(k / f <= flop_ratio <= k * f)
-    fit = [i for i in both if rec["one_shot_flops"][i] and rec["one_shot_attention_flops"][i] >= share * rec["one_shot_flops"][i]]
+    fit = [i for i in both
+           if rec["one_shot_flops"][i] and rec["one_shot_attention_flops"][i] >= share * rec["one_shot_flops"][i]]
     fit_ns = [ns[i] for i in fit]
-    s = slope_interval(fit_ns, [_repeats(rec, "iterative", i) for i in fit], [_repeats(rec, "one_shot", i) for i in fit],
-                       o["level"]) if fit else slope_interval([], [], [], o["level"])
+    s = slope_interval(fit_ns, [_repeats(rec, "iterative", i) for i in fit],
+                       [_repeats(rec, "one_shot", i) for i in fit], o["level"]) if fit else \
+        slope_interval([], [], [], o["level"])
     same, how = _timed(scaling, rec)
     r_last = rec["one_shot_s"][last] / rec["iterative_s"][last] if both else None
     lo_b, hi_b = 1.0 - tol, 1.0 + tol
@@ -295,7 +297,8 @@ def judge_regime(scaling: dict, regime: str, rec: dict, options=None) -> dict:
             "FLOPs within band": flop_ok, "time ratio R": r_last,
             "fit range": f"{fit_ns[0]}..{fit_ns[-1]} ({len(fit_ns)} sizes)" if fit_ns else "none",
             "slope of R": s["slope"], "slope low": s["lo"], "slope high": s["hi"], "interval": s["method"] or "none",
-            "interval df": s["df"], "slope low (residuals)": s["lo_residual"], "slope high (residuals)": s["hi_residual"],
+            "interval df": s["df"], "slope low (residuals)": s["lo_residual"],
+            "slope high (residuals)": s["hi_residual"],
             "timed": how, "verdict": verdict, "why": "; ".join(why)}
 
 
@@ -329,7 +332,8 @@ def judge_cost(scaling: dict | None, options=None) -> dict:
     verdict = ("contradicted" if "contradicted" in verdicts
                else "reproduced" if all(v == "reproduced" for v in verdicts) else "inconclusive")
     text = "; ".join(
-        f"{r['regime']}: attention FLOPs {_fmt(r['attention FLOP ratio'])}x at n = {r['largest n']} (K = {r['K = n/B']:g}, "
+        f"{r['regime']}: attention FLOPs {_fmt(r['attention FLOP ratio'])}x at n = {r['largest n']} "
+        f"(K = {r['K = n/B']:g}, "
         f"{_fmt(r['FLOP ratio / K'])} K), R = {_fmt(r['time ratio R'])}, slope of R {_fmt(r['slope of R'])} "
         f"[{_fmt(r['slope low'])}, {_fmt(r['slope high'])}] over n = {r['fit range']} ({r['interval']}), {r['timed']}: "
         f"{r['verdict']} ({r['why']})" for r in rows)

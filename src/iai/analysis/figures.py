@@ -22,16 +22,46 @@ import pandas as pd
 import seaborn as sns
 
 from iai.analysis.captions import FIGURES
+from iai.analysis.plotting import (
+    LOG_METRICS,
+    METRIC_LABELS,
+    N_LABEL,
+    REFERENCE_STYLE,
+    clip_range,
+    grid,
+    learner_styles,
+    legend,
+    lines,
+    log2_axis,
+    log_safe,
+    not_measured,
+    panel_title,
+    plain,
+    plt,
+    readable_log_ticks,
+    save,
+    symlog,
+    vline,
+    y_axis,
+)
+from iai.analysis.selection import (
+    LEARNED,
+    final_step,
+    higher_is_better,
+    known_learners,
+    learned,
+    loglog_slope,
+    quality,
+    reference,
+    tag,
+    training_context,
+)
 from iai.core import results
-from iai.analysis.plotting import (LOG_METRICS, METRIC_LABELS, N_LABEL, REFERENCE_STYLE, clip_range, grid,
-                                   learner_styles, legend, lines, log2_axis, log_safe, not_measured, panel_title, plain,
-                                   plt, readable_log_ticks, save, symlog, vline, y_axis)
-from iai.analysis.selection import (LEARNED, final_step, higher_is_better, known_learners, learned, loglog_slope, quality,
-                                    reference, tag, training_context)
 
 log = logging.getLogger(__name__)
 
-SIGNAL_STYLES = {"obs": dict(color="#1f77b4", marker="o", order=(0,)), "grad": dict(color="#d62728", marker="s", order=(1,)),
+SIGNAL_STYLES = {"obs": dict(color="#1f77b4", marker="o", order=(0,)),
+                 "grad": dict(color="#d62728", marker="s", order=(1,)),
                  "both": dict(color="#2ca02c", marker="^", order=(2,))}
 
 

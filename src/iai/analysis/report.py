@@ -37,12 +37,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from iai.core import results
+from iai.analysis.captions import FIGURES
 from iai.analysis.claims import Options, evaluate_claims, sensitivity
 from iai.analysis.cost import device_table
-from iai.analysis.captions import FIGURES
 from iai.analysis.report_html import page
 from iai.analysis.selection import PREDICTION, final_step, higher_is_better, known_learners, labels, quality, reference
+from iai.core import results
 from iai.utils import ConfigError, file_sha256, read_summary, write_json, write_text
 
 
@@ -147,7 +147,8 @@ def _headline(c: dict) -> dict:
     out = {}
     if c["claim"] == "6":
         out["regimes"] = {r["regime"]: {"verdict": r["verdict"],
-                                        **{short: _num(r[k]) for k, short in COST_HEADLINE.items() if r.get(k) is not None}}
+                                        **{short: _num(r[k]) for k, short in COST_HEADLINE.items()
+                                           if r.get(k) is not None}}
                           for r in c["numbers"] if "regime" in r}
         return out
     primary = {}
@@ -218,7 +219,8 @@ def claims_markdown(claims: list[dict], sensitivity: list[dict], rules_hash: str
         why = c["explanation"].split(". Primary:")[0].replace("|", "/")
         out.append(f"| {c['claim']}: {c['title']} | **{c['verdict']}** | {why} |")
     out += ["", "## Primary comparisons", "",
-            "| claim | family / split / n | A vs B | metric | effect [interval] | seeds A, B | p (Holm) | shows | gate |",
+            "| claim | family / split / n | A vs B | metric | effect [interval] | seeds A, B | p (Holm) | shows "
+            "| gate |",
             "|---|---|---|---|---|---|---|---|---|"]
     for c in claims:
         for r in c.get("effect") or []:
@@ -226,7 +228,8 @@ def claims_markdown(claims: list[dict], sensitivity: list[dict], rules_hash: str
                 continue
             p = r.get("p_holm")
             p = f"{p:.3g}" if isinstance(p, float) and math.isfinite(p) else "-"
-            out.append(f"| {c['claim']} | {r['family']} / {r['split']} / {r['n']} | {r['A']} vs {r['B']} | {r['metric']} | "
+            out.append(f"| {c['claim']} | {r['family']} / {r['split']} / {r['n']} | {r['A']} vs {r['B']} "
+                       f"| {r['metric']} | "
                        f"{_md_effect(r)} | {r.get('seeds_a', '-')}, {r.get('seeds_b', '-')} | {p} | "
                        f"{r.get('shows', 'not judged')} | {str(r.get('why', '')).replace('|', '/')} |")
     six = next((c for c in claims if c["claim"] == "6"), None)
@@ -300,7 +303,8 @@ def build(results_path: str | Path, figures_dir: str | Path, out: str | Path, me
         "params_text": Path(params_path).read_text() if params_path else None, "params": params,
         "commit": git_commit(Path(results_path).resolve().parent), "stages": stages,
         "final": final_table(df), "claims": claims, "figures": figs, "table": df, "sensitivity": fragile,
-        "rules_hash": rules.rules_hash(), "devices": device_table([str(x) for x in device_costs], options) if device_costs else None,
+        "rules_hash": rules.rules_hash(),
+        "devices": device_table([str(x) for x in device_costs], options) if device_costs else None,
     }
     write_text(out, page(context))
     if metrics_path:

@@ -13,7 +13,6 @@ import pandas as pd
 
 from iai.analysis.selection import PREDICTION, REGIME_ORDER, higher_is_better
 
-
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1d1d1f;
        background: #fff; line-height: 1.45; }
@@ -24,7 +23,8 @@ h1 { font-size: 1.7rem; margin: 0.6rem 0 0.2rem; } h2 { font-size: 1.3rem; margi
 nav { font-size: 0.92rem; margin: 0.8rem 0; } nav a { margin-right: 1rem; }
 table { border-collapse: collapse; font-size: 0.84rem; margin: 0.5rem 0 1rem; }
 th, td { border-bottom: 1px solid #e4e4e8; padding: 0.22rem 0.6rem; text-align: left; vertical-align: top; }
-th { background: #f6f6f8; font-weight: 600; white-space: nowrap; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f6f6f8; font-weight: 600; white-space: nowrap; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .verdict { display: inline-block; padding: 0.05rem 0.5rem; border-radius: 0.7rem; font-size: 0.82rem;
            font-weight: 600; white-space: nowrap; }
 .v-reproduced { background: #d9f2de; color: #125c24; } .v-contradicted { background: #fbe0dd; color: #8a1c10; }
@@ -90,7 +90,8 @@ def _devices(ctx: dict) -> str:
 def header(ctx: dict) -> str:
     params = f" · params <code>{esc(ctx['params_path'])}</code>" if ctx["params_path"] else ""
     return f"""<h1>Iterative amortized inference: reproduction report</h1>
-<p class="meta">Results <code>{esc(ctx['results_path'])}</code> ({ctx['rows']} rows, sha256 {ctx['results_sha']}){params}
+<p class="meta">Results <code>{esc(ctx['results_path'])}</code>
+ ({ctx['rows']} rows, sha256 {ctx['results_sha']}){params}
  · git commit {esc(ctx['commit'])} · device: {esc(_devices(ctx))}</p>
 <p>Every number, table, figure and verdict below is computed from the results table (and the stages'
 summaries for durations); none is written by hand. Method: Mittal et al. 2025, arXiv 2510.11471.</p>
@@ -118,7 +119,8 @@ def primary_rows(c: dict) -> list[dict]:
 def claims_overview(claims: list[dict], ctx: dict | None = None) -> str:
     rows = [{"#": c["claim"], "claim (paper, section 4)": esc(c["title"]), "verdict": badge(c["verdict"]),
              "measured": esc(c["explanation"])} for c in claims]
-    out = ['<h2 id="claims">The paper\'s claims</h2>', table(rows, raw={"claim (paper, section 4)", "verdict", "measured"}),
+    out = ['<h2 id="claims">The paper\'s claims</h2>',
+           table(rows, raw={"claim (paper, section 4)", "verdict", "measured"}),
            '<p class="test">Each verdict rests on the comparisons named in the params before any result '
            "(<code>report.primary</code>), with Holm's correction over a claim's comparisons; everything else is "
            'secondary and decides nothing. The rule, the gate and every comparison are under <a href="#claim-details">'
@@ -139,7 +141,8 @@ def claims_overview(claims: list[dict], ctx: dict | None = None) -> str:
 def what_was_run(ctx: dict) -> str:
     df = ctx["table"]
     q = df[~df.metric.isin(["wall_time_s", "peak_memory_mb"])]
-    fams = [{"family": f, "kind": g.kind.iloc[0], "d": int(g.dim.iloc[0]), "splits": ", ".join(sorted(g.split.unique())),
+    fams = [{"family": f, "kind": g.kind.iloc[0], "d": int(g.dim.iloc[0]),
+             "splits": ", ".join(sorted(g.split.unique())),
              "n": ", ".join(str(n) for n in sorted(g.n_train.unique())), "tasks per estimate": int(g.n_tasks.max()),
              "metrics": ", ".join(sorted(g.metric.unique()))} for f, g in q.groupby("family")]
     lr = df.drop_duplicates(["learner", "mode", "context"]).copy()
@@ -182,7 +185,8 @@ def stages(st: pd.DataFrame) -> str:
 
 def final_numbers(ctx: dict) -> str:
     t = ctx["final"]
-    out = ['<h2 id="summary">Final numbers</h2><p class="test">Each learner\'s primary metric at the family\'s largest n, '
+    out = ['<h2 id="summary">Final numbers</h2>'
+           '<p class="test">Each learner\'s primary metric at the family\'s largest n, '
            "final step, mean ± standard error over tasks (the best of each split in bold: the lowest, or the "
            "highest for edge accuracy); the last column compares with the family's reference in split id: "
            "divided by it for regression and classification (Bayes, or MAP), minus it for the topological order "
@@ -217,7 +221,8 @@ def figures(ctx: dict) -> str:
     for i, f in enumerate(ctx["figures"], 1):
         out.append(f'<figure id="fig-{esc(f["name"].removesuffix(".png"))}"><a href="{esc(f["href"])}">'
                    f'<img src="data:image/png;base64,{f["data"]}" alt="{esc(f["name"])}"></a>'
-                   f'<figcaption><b>Figure {i}</b> (<code>{esc(f["name"])}</code>). {esc(f["caption"])}</figcaption></figure>')
+                   f'<figcaption><b>Figure {i}</b> (<code>{esc(f["name"])}</code>). '
+                   f'{esc(f["caption"])}</figcaption></figure>')
     return "".join(out)
 
 
@@ -226,7 +231,8 @@ def numbers_table(rows: list[dict]) -> str:
     cols = list(dict.fromkeys(k for r in rows for k in r))
     same = [c for c in cols if len(rows) > 1 and all(c in r for r in rows) and len({str(r[c]) for r in rows}) == 1]
     note = "; ".join(f"{esc(c)}: {fmt(rows[0][c])}" for c in same)
-    return (f'<p class="test">In every row: {note}.</p>' if note else "") + table(rows, [c for c in cols if c not in same])
+    return ((f'<p class="test">In every row: {note}.</p>' if note else "")
+            + table(rows, [c for c in cols if c not in same]))
 
 
 def claim_details(claims: list[dict]) -> str:

@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> None:
               f"power at a relative effect of {a.effect:+.0%}: {power:.2f}")
         if a.former:
             rb = rejection_rate("bootstrap", a.tasks, a.seeds, spread, a.cells, 0.0, a.level)
-            print(f"seed spread {spread:g}: former seed bootstrap: null rejection rate: {rb:.3f} at nominal {nominal:.2f}")
+            print(f"seed spread {spread:g}: former seed bootstrap: null rejection rate: {rb:.3f} "
+                  f"at nominal {nominal:.2f}")
 
 
 if __name__ == "__main__":

@@ -152,7 +152,8 @@ def read_tasks(path: str | Path, known_learners: Iterable[str] | None = None) ->
     try:
         table = pq.read_table(path)
     except Exception as err:  # a truncated or overwritten file
-        raise ConfigError(f"{path}: not a readable per-task table ({type(err).__name__}: {err}); {TASKS_REMEDY}") from err
+        raise ConfigError(f"{path}: not a readable per-task table ({type(err).__name__}: {err}); "
+                          f"{TASKS_REMEDY}") from err
     recorded = (table.schema.metadata or {}).get(TABLE_HASH_KEY)
     if recorded is None:
         raise NoContentHash(f"{path}: not an iai per-task table (no {TABLE_HASH_KEY.decode()} in its metadata: "

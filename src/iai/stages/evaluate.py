@@ -37,13 +37,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from iai.params import Params, load_params
+from iai.core.learners import describe, load_run, run_dir
 from iai.core.learners.references import REFERENCE_NAMES, applies, reference_learner
 from iai.core.results import TASK_COLUMNS, VALID_SPLIT, task_frame, write_tasks
-from iai.core.learners import describe, load_run, run_dir
 from iai.core.rollout import eval_steps, rollout, steps_for
 from iai.core.tasks import TaskBatch, TaskFamily, build_family
 from iai.core.tasks.bank import load_bank
+from iai.params import Params, load_params
 from iai.utils import ConfigError, check_writable, derive_seed, describe_device, resolve_device, write_summary
 
 log = logging.getLogger(__name__)

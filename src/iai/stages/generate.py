@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 from iai import __version__
-from iai.params import Params, load_params
-from iai.core.tasks import TaskBatch, TaskFamily, build_family
 from iai.core.results import VALID_SPLIT
+from iai.core.tasks import TaskBatch, TaskFamily, build_family
 from iai.core.tasks.bank import save_bank
+from iai.params import Params, load_params
 from iai.utils import derive_seed, file_sha256, write_summary
 
 

@@ -10,7 +10,8 @@ from iai.core.results import merge, write, write_tasks
 
 def cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", help="per-job tables: per-task Parquet (evaluations) or summary CSV (cost)")
-    p.add_argument("--out", default="data/results/results.csv", help="summary table (default: data/results/results.csv)")
+    p.add_argument("--out", default="data/results/results.csv",
+                   help="summary table (default: data/results/results.csv)")
     p.add_argument("--tasks", default=None,
                    help="per-task table (default: per_task.parquet beside --out)")
 

@@ -35,10 +35,18 @@ import torch
 from tqdm.auto import tqdm
 
 from iai.core.learners import build_learner, run_dir, save_learner
-from iai.core.training import TaskPool, TrainConfig, lr_factor, train_iteration, uses_pool
 from iai.core.tasks import TaskFamily, build_family
-from iai.utils import (ConfigError, check_writable, derive_seed, resolve_device, torch_load, torch_save, write_summary,
-                       write_text)
+from iai.core.training import TaskPool, TrainConfig, lr_factor, train_iteration, uses_pool
+from iai.utils import (
+    ConfigError,
+    check_writable,
+    derive_seed,
+    resolve_device,
+    torch_load,
+    torch_save,
+    write_summary,
+    write_text,
+)
 
 if TYPE_CHECKING:
     from iai.params import RunSpec
@@ -178,7 +186,8 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", required=True, help="family name of the run (params `runs:`)")
     p.add_argument("--learner", required=True, help="learner name of the run (params `runs:`)")
     p.add_argument("--seed", type=int, default=None,
-                   help="train only this training seed (default: every seed 0 .. seeds-1 of the run, one after another)")
+                   help="train only this training seed "
+                        "(default: every seed 0 .. seeds-1 of the run, one after another)")
     p.add_argument("--out", default="data/models", help="output folder (default: data/models)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda[:N] (default: the params' device)")
     p.add_argument("--iterations", type=int, default=None, help="override train.iterations (e.g. a smoke test)")

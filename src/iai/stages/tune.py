@@ -32,7 +32,8 @@ def score_learning_rate(family: TaskFamily, reference: str, lr: float, batch_siz
     if it diverged). Geometric, so that the large errors of the first steps do not outweigh the end
     of the pass: every doubling of the data counts the same."""
     tasks = family.sample(n_tasks, n_train, 64, seed)
-    records = rollout(GradientLearner.named(family, reference, lr=lr), family, tasks, batch_size, steps="log", seed=seed)
+    learner = GradientLearner.named(family, reference, lr=lr)
+    records = rollout(learner, family, tasks, batch_size, steps="log", seed=seed)
     values = [r["value"] for r in records if r["metric"] == family.primary_metric]
     if not all(math.isfinite(v) and v > 0 for v in values):
         return math.inf
@@ -50,7 +51,8 @@ def tune_learning_rates(params: Params, family_name: str, optimizers=TUNED_REFER
     out = {}
     for opt in optimizers:
         seed = derive_seed(params.seed, "tune", family_name, opt)
-        scores = {lr: score_learning_rate(family, opt, lr, batch, params.banks["n_train"], n_tasks, seed) for lr in grid}
+        scores = {lr: score_learning_rate(family, opt, lr, batch, params.banks["n_train"], n_tasks, seed)
+                  for lr in grid}
         out[opt] = (min(scores, key=scores.get), scores)
     return out
 

@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from iai.core.tasks import CausalOrderTasks, GenerationFamily, TaskFamily, make_family
-from iai.utils import ConfigError, torch_load, torch_save
 from iai.core.learners.backbone import LearnerConfig, ModelConfig
 from iai.core.learners.explicit import ExplicitLearner
 from iai.core.learners.flow import FlowLearner
@@ -30,6 +28,8 @@ from iai.core.learners.implicit import ImplicitLearner
 from iai.core.learners.maml import MAMLLearner
 from iai.core.learners.order import OrderLearner
 from iai.core.learners.parametric import ParametricLearner
+from iai.core.tasks import CausalOrderTasks, GenerationFamily, TaskFamily, make_family
+from iai.utils import ConfigError, torch_load, torch_save
 
 if TYPE_CHECKING:
     from iai.params import RunSpec
@@ -78,7 +78,8 @@ def _build(config: dict[str, Any], family: TaskFamily, seed: int) -> nn.Module:
     batch_size, context_size = _sizes(config["train"], where)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        learner = learner_class(cfg.regime, family, where, cfg.update)(config["name"], family, cfg, model, batch_size, context_size)
+        cls = learner_class(cfg.regime, family, where, cfg.update)
+        learner = cls(config["name"], family, cfg, model, batch_size, context_size)
     learner.config = config
     return learner
 
@@ -137,7 +138,8 @@ def load_learner(path: str | Path, family: TaskFamily | None = None, device: str
 
 
 __all__ = ["CHECKPOINT_FORMAT", "ExplicitLearner", "FlowLearner", "ImplicitLearner", "LearnerConfig", "ModelConfig",
-           "MAMLLearner", "OrderLearner", "ParametricLearner", "learner_class", "build_learner", "load_learner", "read_checkpoint", "run_config", "save_learner"]
+           "MAMLLearner", "OrderLearner", "ParametricLearner", "learner_class", "build_learner", "load_learner",
+           "read_checkpoint", "run_config", "save_learner"]
 
 
 def describe(learner) -> dict:

@@ -16,7 +16,6 @@ here without masks:
 from __future__ import annotations
 
 import math
-
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -204,7 +203,8 @@ class SetTransformer(nn.Module):
         self.type_embed = nn.ParameterDict({name: nn.Parameter(torch.randn(cfg.width) * 0.02) for name in token_dims})
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.width)
-        self.prune = True  # False: the last block computes every token (the slower path, for `iai bench train --compare`)
+        # False: the last block computes every token (the slower path, for `iai bench train --compare`)
+        self.prune = True
 
     def forward(self, inputs: list[tuple[str, Tensor, Tensor | None]], n_context_groups: int,
                 outputs: tuple[int, int] | None = None) -> list[Tensor | None]:

@@ -35,10 +35,10 @@ import math
 import torch
 from torch import Tensor
 
+from iai.core.learners.base import State
 from iai.core.predictors import MLPPredictor, sample_theta
 from iai.core.tasks import TaskFamily
 from iai.utils import ConfigError, generator
-from iai.core.learners.base import State
 
 OPTIMIZERS = ("sgd", "adam")
 DECAYS = ("none", "sqrt", "gain")

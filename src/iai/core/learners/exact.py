@@ -16,10 +16,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from iai.core.learners.base import State
 from iai.core.predictors import MLPPredictor
 from iai.core.tasks import GenerationFamily, TaskFamily
 from iai.utils import ConfigError
-from iai.core.learners.base import State
 
 _F64 = torch.float64
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from iai.core.tasks import TaskFamily
 from iai.core.learners.backbone import LearnerConfig, ModelConfig
 from iai.core.learners.parametric import ParametricLearner
+from iai.core.tasks import TaskFamily
 
 
 class FiLMDecoder(nn.Module):

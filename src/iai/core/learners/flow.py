@@ -35,11 +35,19 @@ import math
 import torch
 from torch import Tensor, nn
 
+from iai.core.learners.backbone import (
+    LearnerConfig,
+    ModelConfig,
+    SetTransformer,
+    n_step_features,
+    step_features,
+    update_gain,
+    zero_linear,
+)
+from iai.core.learners.base import State
 from iai.core.tasks import GenerationFamily, TaskFamily
 from iai.core.tasks.generation import empirical_velocity, euler_generate
 from iai.utils import ConfigError, generator
-from iai.core.learners.backbone import LearnerConfig, ModelConfig, SetTransformer, n_step_features, step_features, update_gain, zero_linear
-from iai.core.learners.base import State
 
 N_FREQ = 4  # Fourier features of t
 
@@ -80,7 +88,8 @@ class FlowLearner(nn.Module):
     def step(self, state: State, x: Tensor, y: Tensor) -> State:
         z, n, b = state["z"], state["n"], x.shape[1]
         sf = step_features(n, b, self.cfg).to(z.dtype).unsqueeze(1).expand(-1, z.shape[1], -1)
-        out = self.encoder([("cond", torch.cat([z, sf], -1), None), ("obs", x, None)], n_context_groups=2, outputs=(0, 1))
+        out = self.encoder([("cond", torch.cat([z, sf], -1), None), ("obs", x, None)], n_context_groups=2,
+                           outputs=(0, 1))
         gain = update_gain(n, b, self.cfg.update_scale).view(-1, 1, 1).to(z.dtype)
         return {"z": z + gain * self.update(out[0]).to(z.dtype), "n": n + b}
 

@@ -36,10 +36,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from iai.core.learners.backbone import (
+    LearnerConfig,
+    ModelConfig,
+    SetTransformer,
+    n_step_features,
+    step_features,
+    update_gain,
+    zero_linear,
+)
+from iai.core.learners.base import State
 from iai.core.tasks import TaskFamily
 from iai.utils import ConfigError
-from iai.core.learners.backbone import LearnerConfig, ModelConfig, SetTransformer, n_step_features, step_features, update_gain, zero_linear
-from iai.core.learners.base import State
 
 _EPS = 1e-6
 _SIMPLEX_STATES = ("probs", "probs_residual")  # states that are class probabilities

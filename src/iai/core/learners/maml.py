@@ -24,10 +24,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from iai.core.tasks import TaskFamily
 from iai.core.learners.backbone import LearnerConfig, ModelConfig, update_gain
 from iai.core.learners.base import State
 from iai.core.learners.parametric import ParametricLearner
+from iai.core.tasks import TaskFamily
 
 
 class MAMLLearner(ParametricLearner):

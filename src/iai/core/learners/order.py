@@ -39,10 +39,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from iai.core.learners.backbone import (
+    Block,
+    LearnerConfig,
+    ModelConfig,
+    n_step_features,
+    step_features,
+    update_gain,
+    zero_linear,
+)
+from iai.core.learners.base import State
 from iai.core.tasks import TaskFamily
 from iai.utils import ConfigError, generator
-from iai.core.learners.backbone import Block, LearnerConfig, ModelConfig, n_step_features, step_features, update_gain, zero_linear
-from iai.core.learners.base import State
 
 _F64 = torch.float64
 

@@ -27,11 +27,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from iai.core.learners.backbone import (
+    LearnerConfig,
+    ModelConfig,
+    SetTransformer,
+    n_step_features,
+    normalize_grad,
+    step_features,
+    update_gain,
+    zero_linear,
+)
+from iai.core.learners.base import State
 from iai.core.predictors import LinearPredictor, MLPPredictor
 from iai.core.tasks import ClassificationFamily, RegressionFamily, TaskFamily
-from iai.core.learners.backbone import (LearnerConfig, ModelConfig, SetTransformer, n_step_features, normalize_grad, step_features,
-                       update_gain, zero_linear)
-from iai.core.learners.base import State
 
 
 class ParametricLearner(nn.Module):

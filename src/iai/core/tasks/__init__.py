@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from iai.utils import ConfigError
 from iai.core.tasks.base import ClassificationFamily, RegressionFamily, TaskBatch, TaskFamily
 from iai.core.tasks.causal import CausalOrderTasks
 from iai.core.tasks.classification import LinearClassificationTasks, NonlinearClassificationTasks
 from iai.core.tasks.generation import GenerationFamily, ImageGenerationTasks, MixtureGenerationTasks
 from iai.core.tasks.images import ImageClassificationTasks
 from iai.core.tasks.regression import LinearRegressionTasks, NonlinearRegressionTasks
+from iai.utils import ConfigError
 
 # families with a random teacher: theta drawn from the prior, f_valid the teacher's noiseless output
 FAMILIES: dict[str, type[TaskFamily]] = {

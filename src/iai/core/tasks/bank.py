@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iai.utils import ConfigError, torch_load, torch_save
 from iai.core.tasks.base import TaskBatch
+from iai.utils import ConfigError, torch_load, torch_save
 
 BANK_FORMAT = 1
 

@@ -212,7 +212,8 @@ class CausalOrderTasks(TaskFamily):
     # ------------------------------------------------------------------ loss and metrics
     def _check_pred(self, pred: Tensor, y: Tensor) -> Tensor:
         if pred.shape[:-1] != y.shape[:-1] or pred.shape[-1] != 1:
-            raise ConfigError(f"{self.kind}: expected a score per variable [T, {y.shape[1]}, 1], got {tuple(pred.shape)}")
+            raise ConfigError(f"{self.kind}: expected a score per variable [T, {y.shape[1]}, 1], "
+                              f"got {tuple(pred.shape)}")
         return pred[..., 0]
 
     def loss(self, pred: Tensor, y: Tensor) -> Tensor:

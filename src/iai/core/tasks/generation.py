@@ -61,7 +61,6 @@ from iai.core.tasks.base import TaskBatch, TaskFamily, _is_int, _is_num
 from iai.core.tasks.images import SOURCES, build_pool, load_source, resolve_source
 from iai.utils import ConfigError, generator
 
-
 # ---------------------------------------------------------------------------- closed forms
 
 
@@ -315,7 +314,8 @@ class ImageGenerationTasks(GenerationFamily):
 
     def __post_init__(self) -> None:
         self._check("source", self.source in SOURCES, f"one of {list(SOURCES)}")
-        self._check("path", isinstance(self.path, str), "a string (a folder for mnist/fashion_mnist, an .npz file for embeddings)")
+        self._check("path", isinstance(self.path, str),
+                    "a string (a folder for mnist/fashion_mnist, an .npz file for embeddings)")
         if self.source != "digits" and not self.path:
             raise ConfigError(f"{self.kind}.path: expected a file or folder for source {self.source!r}, got none")
         self._check("dim", _is_int(self.dim, 0), "an integer >= 0 (0 = the native number of features)")
@@ -365,7 +365,8 @@ class ImageGenerationTasks(GenerationFamily):
         m = torch.clamp(torch.tensor(n_valid), max=count).unsqueeze(-1)  # [T, 1]
         rest = (count.unsqueeze(-1) - m).clamp_min(1)
         pos = torch.where(j < n_valid, j % count.unsqueeze(-1),
-                          torch.where(count.unsqueeze(-1) > m, m + (j - n_valid) % rest, (j - n_valid) % count.unsqueeze(-1)))
+                          torch.where(count.unsqueeze(-1) > m, m + (j - n_valid) % rest,
+                                      (j - n_valid) % count.unsqueeze(-1)))
         index = pool.table[cls.unsqueeze(-1), perm.gather(1, pos)]
         x = pool.x[index]
         theta = x.new_zeros(n_tasks, 0, self.dim + 2)

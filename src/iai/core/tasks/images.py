@@ -128,7 +128,8 @@ def build_pool(source: str, path: str, downscale: int, rotate: float, input_nois
     if input_noise:
         x = x + input_noise * torch.randn(x.shape, generator=generator(derive_seed(projection_seed, "input_noise")))
     if dim != x.shape[1]:
-        proj = torch.randn(x.shape[1], dim, generator=generator(derive_seed(projection_seed, "projection", x.shape[1], dim)))
+        seed = derive_seed(projection_seed, "projection", x.shape[1], dim)
+        proj = torch.randn(x.shape[1], dim, generator=generator(seed))
         x = x @ (proj / math.sqrt(x.shape[1]))
     classes, table, counts = _class_table(labels, np.arange(len(labels)))
     return Pool(x=x.contiguous(), y=torch.from_numpy(labels), classes=classes, table=table, counts=counts)
@@ -245,7 +246,8 @@ class ImageClassificationTasks(ClassificationFamily):
                     "a fraction in [0, 1) (0 = no held-out images)")
         self._check("image_part", self.image_part in IMAGE_PARTS,
                     f"one of {list(IMAGE_PARTS)} (set by `iai generate`, not a params option)")
-        self._check("path", isinstance(self.path, str), "a string (a folder for mnist/fashion_mnist, an .npz file for embeddings)")
+        self._check("path", isinstance(self.path, str),
+                    "a string (a folder for mnist/fashion_mnist, an .npz file for embeddings)")
         if self.source in ("mnist", "fashion_mnist", "embeddings") and not self.path:
             what = "an .npz file" if self.source == "embeddings" else f"a folder with the {self.source} IDX files"
             raise ConfigError(f"{self.kind}.path: expected {what} for source {self.source!r}, got none")
@@ -325,7 +327,8 @@ class ImageClassificationTasks(ClassificationFamily):
         order = (lab * n + ar).argsort(1)
         first = (per_label.cumsum(1) - per_label).gather(1, lab.gather(1, order))
         rank = torch.empty_like(lab).scatter_(1, order, ar - first)
-        n_val = torch.zeros(t, n_way, dtype=torch.long).scatter_add_(1, lab[:, :n_valid], torch.ones_like(lab[:, :n_valid]))
+        n_val = torch.zeros(t, n_way, dtype=torch.long).scatter_add_(1, lab[:, :n_valid],
+                                                                     torch.ones_like(lab[:, :n_valid]))
         cls = task_classes.gather(1, lab)  # [T, n] class of each point
         count = pool.counts[cls]
         vc = n_val.gather(1, lab)

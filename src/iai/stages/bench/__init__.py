@@ -58,11 +58,13 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's default; train: 1)")
     p.add_argument("--untrained", action="store_true",
                    help="build the learners untrained from the params (cost depends on the architecture only)")
-    p.add_argument("--sizes", type=int, nargs="+", help="dataset sizes (default: evaluate.cost_sizes; cost: 256 .. --max-n)")
+    p.add_argument("--sizes", type=int, nargs="+",
+                   help="dataset sizes (default: evaluate.cost_sizes; cost: 256 .. --max-n)")
     p.add_argument("--max-n", type=int, default=65536, help="cost: the largest n (doubling from 256)")
     p.add_argument("--tasks", type=int, default=8, help="cost: tasks per rollout (default 8)")
     p.add_argument("--repeats", type=int, default=3, help="cost: timed repeats while they fit 4 s (medians)")
-    p.add_argument("--time-cap", type=float, default=60.0, help="cost: skip one shot past this many seconds (extrapolated as n^2)")
+    p.add_argument("--time-cap", type=float, default=60.0,
+                   help="cost: skip one shot past this many seconds (extrapolated as n^2)")
     p.add_argument("--memory-cap", type=float, default=8192.0, help="cost: skip one shot past this many MB")
     p.add_argument("--iterative-threads", type=int, default=0,
                    help="cost: CPU threads of the iterative rollouts (default: torch's default, as one shot)")
@@ -70,7 +72,8 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
                    help="cost: run both sides' steps torch.compile'd (one graph per one-shot n; default: both eager)")
     p.add_argument("--iterations", type=int, default=20, help="train: timed iterations per run")
     p.add_argument("--compare", action="store_true",
-                   help="train: also time the step-by-step path (steps_at_once false, per-parameter AdamW) side by side")
+                   help="train: also time the step-by-step path (steps_at_once false, per-parameter AdamW) "
+                        "side by side")
     p.add_argument("--sampler", choices=("rollout", "pool"), default=None,
                    help="train: override train.sampler (default: the runs' own)")
     p.add_argument("--figure", default=None, help="cost: PNG path (default: the --out path with .png)")
@@ -98,7 +101,8 @@ def cli_main(args: argparse.Namespace) -> None:
         cost.plot_cost(result, figure)
         for regime, r in result["regimes"].items():
             print(f"{regime}: {r['iterative']} vs {r['one_shot']}")
-            print(f"{'n':>7} {'iter s':>9} {'1shot s':>9} {'iter MB':>8} {'1shot MB':>9} {'GFLOP it':>9} {'GFLOP 1s':>9}")
+            print(f"{'n':>7} {'iter s':>9} {'1shot s':>9} {'iter MB':>8} {'1shot MB':>9} {'GFLOP it':>9} "
+                  f"{'GFLOP 1s':>9}")
             for i, n in enumerate(result["n"]):
                 os_s, os_mb = r["one_shot_s"][i], r["one_shot_peak_mb"][i]
                 print(f"{n:>7} {r['iterative_s'][i]:>9.4f} {'null' if os_s is None else f'{os_s:.4f}':>9} "

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 COST_SIZES = [2**i for i in range(8, 17)]  # 256 ... 65,536
 # the default recipe's cost pairs (params/default.yaml), used when no params file is at hand
 DEFAULT_PAIRS = {
-    "parametric": ({"regime": "parametric", "signal": "obs"}, {"regime": "parametric", "signal": "obs", "mode": "one_shot"}),
+    "parametric": ({"regime": "parametric", "signal": "obs"},
+                   {"regime": "parametric", "signal": "obs", "mode": "one_shot"}),
     "implicit": ({"regime": "implicit", "state": "logits"}, {"regime": "implicit", "mode": "one_shot"}),
     "explicit": ({"regime": "explicit", "signal": "both", "nominal": True},
                  {"regime": "explicit", "signal": "obs", "mode": "one_shot"}),
@@ -127,8 +128,9 @@ def bench_cost(params_file: str | None = None, family_name: str | None = None, s
       compile stay out of the numbers). The iterative step's shape is the same at every n (one
       warm-up at the first n, over a few steps); one shot's changes with n (a warm-up at every n,
       which costs one more run of it; eager, it is skipped once one shot's run at the previous n took
-      more than EAGER_WARMUP_MAX_S = 1 s, where a first call's overhead is lost in the run). Its seconds are ``iterative_warmup_s`` / ``one_shot_warmup_s``
-      (a list per n, null where none ran); ``iterative_compile_s`` is the first one when compiled.
+      more than EAGER_WARMUP_MAX_S = 1 s, where a first call's overhead is lost in the run). Its
+      seconds are ``iterative_warmup_s`` / ``one_shot_warmup_s`` (a list per n, null where none ran);
+      ``iterative_compile_s`` is the first one when compiled.
 
     Per regime the JSON also holds the counted FLOPs of each side per n (all tasks):
     ``*_attention_flops`` (QK^T and AV) and ``*_flops`` (attention plus dense; :func:`rollout_flops`).
@@ -140,7 +142,8 @@ def bench_cost(params_file: str | None = None, family_name: str | None = None, s
     family, learners, b, source = cost_setup(family_name=family_name, params_file=params_file)
     out = {"n": sizes, "batch_size": b, "n_tasks": n_tasks, "n_query": n_query, "device": str(dev),
            "device_name": describe_device(dev), "threads_one_shot": threads or torch.get_num_threads(),
-           "threads_iterative": iterative_threads or torch.get_num_threads(), "source": source, "family": family.params(),
+           "threads_iterative": iterative_threads or torch.get_num_threads(), "source": source,
+           "family": family.params(),
            "time_cap_s": time_cap_s, "memory_cap_mb": memory_cap_mb, "compiled": bool(compiled),
            "timing": {"compiled": bool(compiled), "repeats": repeats, "budget_s": budget_s, "statistic": "median",
                       "warm_up": "one untimed run at every new step shape of a side (one shot: every n)"},
@@ -288,8 +291,11 @@ def claim_cost_scaling(result: dict, fit_range: tuple[int, int] = (1024, 16384),
         pts = [(ns[i], r["one_shot_s"][i]) for i in both]
         time_cross = None
         if len(pts) >= 2:
-            s11 = sum(n * n for n, _ in pts); s12 = sum(n ** 3 for n, _ in pts); s22 = sum(n ** 4 for n, _ in pts)
-            y1 = sum(n * t for n, t in pts); y2 = sum(n * n * t for n, t in pts)
+            s11 = sum(n * n for n, _ in pts)
+            s12 = sum(n ** 3 for n, _ in pts)
+            s22 = sum(n ** 4 for n, _ in pts)
+            y1 = sum(n * t for n, t in pts)
+            y2 = sum(n * n * t for n, t in pts)
             det = s11 * s22 - s12 * s12
             if det:
                 a, c = (y1 * s22 - y2 * s12) / det, (s11 * y2 - s12 * y1) / det

@@ -90,7 +90,8 @@ def bench_train(params_file: str | None = None, family_name: str | None = None, 
     if dev.type == "cpu" and threads:
         torch.set_num_threads(threads)
     family, learners, _, source = cost.cost_setup(params_file, family_name)
-    peak = next((v for k, v in GPU_PEAK_FLOPS.items() if k in describe_device(dev)), None) if dev.type == "cuda" else None
+    name = describe_device(dev)
+    peak = next((v for k, v in GPU_PEAK_FLOPS.items() if k in name), None) if dev.type == "cuda" else None
     out = {"device": str(dev), "device_name": describe_device(dev), "threads": torch.get_num_threads(),
            "source": source, "iterations": iterations, "peak_flops": peak, "runs": {}}
     paths = {"fast": FAST, **({"step_by_step": STEP_BY_STEP} if compare else {})}
