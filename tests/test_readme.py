@@ -1,4 +1,4 @@
-"""The README's Python example runs as printed, and its claims about the library hold."""
+"""The README's Python examples run as printed, and its claims about the library hold."""
 
 import re
 import subprocess
@@ -26,3 +26,26 @@ def test_library_example_runs_and_bayes_beats_adam():
     assert all(b <= a + 1e-9 for b, a in zip(mse["bayes"], mse["adam"]))
     assert mse["bayes"][-1] < mse["bayes"][0] and mse["adam"][-1] < mse["adam"][0]
     assert abs(mse["bayes"][-1] - 0.25) < 0.05  # the noise floor sigma^2 = 0.25
+
+
+def test_the_trained_learner_example_runs_on_a_checkpoint_where_the_pipeline_writes_it(tmp_path):
+    """The second example as printed, after the first (it reuses `family` and `tasks`), on a checkpoint
+    of the default recipe's run linreg/parametric_grad saved where and as `iai train` saves it
+    (weights untrained: what is checked is that the example runs, not how well)."""
+    from iai.core.learners import build_learner, save_learner
+    from iai.core.tasks import build_family
+    from iai.params import load_params
+
+    params = load_params(README.parent / "params/default.yaml")
+    family, _ = build_family(params.family("linreg"))
+    path = tmp_path / "data/models/linreg/parametric_grad/seed0.pt"
+    path.parent.mkdir(parents=True)
+    save_learner(path, build_learner(params.run("linreg", "parametric_grad"), family))
+    first, second = python_blocks()[:2]
+    assert "load_learner(" in second
+    res = subprocess.run([sys.executable, "-c", first + second], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    steps = [int(m.group(1)) for m in re.finditer(r"^parametric_grad step\s+(\d+)\s+n=\s*\d+\s+mse=[\d.]+$",
+                                                   res.stdout, flags=re.M)]
+    assert steps == [8, 32], res.stdout
