@@ -10,7 +10,7 @@ import matplotlib.text
 import numpy as np
 import yaml
 
-from fake_results import IMPLICIT_FAMILIES, cached_table, implicit_only_table, with_implicit_only, write_tables
+from helpers.fake_results import IMPLICIT_FAMILIES, implicit_only_table, with_implicit_only, write_tables
 from iai import cli
 from iai.analysis import claims, figures, report, selection
 from iai.analysis.plotting import learner_styles, y_axis
@@ -63,10 +63,10 @@ def test_best_of_takes_the_highest_edge_accuracy_and_the_lowest_mmd():
     assert best.loc["scm", "learner"] == "a" and best.loc["mog", "learner"] == "b"
 
 
-def test_prediction_drops_only_the_implicit_only_families():
-    df = with_implicit_only(cached_table())
+def test_prediction_drops_only_the_implicit_only_families(results_table):
+    df = with_implicit_only(results_table)
     kept = set(selection.prediction(df).family)
-    assert kept == set(cached_table().family) and not kept & set(IMPLICIT_FAMILIES)
+    assert kept == set(results_table.family) and not kept & set(IMPLICIT_FAMILIES)
 
 
 # ---------------------------------------------------------------------------- claims
@@ -146,8 +146,8 @@ def test_relative_is_a_difference_to_the_reference_for_the_new_families():
         assert np.allclose(ref["plot"], 0)
 
 
-def test_mixed_table_figures_hold_every_family(tmp_path):
-    df = with_implicit_only(cached_table())
+def test_mixed_table_figures_hold_every_family(tmp_path, results_table):
+    df = with_implicit_only(results_table)
     styles = learner_styles(df)
     fig = figures.fig_error_vs_n(df, styles, {})
     assert len(axes_of(fig)) == df.family.nunique()
@@ -162,8 +162,8 @@ def test_mixed_table_figures_hold_every_family(tmp_path):
 # ---------------------------------------------------------------------------- report
 
 
-def test_report_lists_the_new_families_and_respects_the_direction(tmp_path):
-    df = with_implicit_only(cached_table())
+def test_report_lists_the_new_families_and_respects_the_direction(tmp_path, results_table):
+    df = with_implicit_only(results_table)
     write_tables(df, tmp_path / "results.csv")
     figures.draw_all(df, tmp_path / "figs")
     out = report.build(tmp_path / "results.csv", tmp_path / "figs", tmp_path / "index.html", tmp_path / "metrics.json")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from fake_results import cached_figures, cached_table, fake_params
+from helpers.fake_results import fake_params
 from iai import cli
 from iai.analysis import figures
 from iai.analysis.plotting import learner_styles
@@ -24,15 +24,16 @@ def texts(fig) -> list[str]:
     return [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
 
 
-def small_table():
+@pytest.fixture
+def small_table(results_table):
     """linreg only: Bayes, two learned learners, the cost rows."""
-    df = cached_table()
+    df = results_table
     keep = df.learner.isin(["bayes", "parametric_obs", "implicit_logits", "parametric_obs_1shot"])
     return df[(df.family == "linreg") & keep & df.split.isin(["id", "ood_prior"])]
 
 
-def test_every_figure_is_written_from_the_fake_table():
-    out = Path(cached_figures())
+def test_every_figure_is_written_from_the_fake_table(fake_figures):
+    out = Path(fake_figures)
     assert sorted(p.name for p in out.glob("*.png")) == sorted(figures.FIGURES)
     for name in figures.FIGURES:
         data = (out / name).read_bytes()
@@ -41,8 +42,8 @@ def test_every_figure_is_written_from_the_fake_table():
         assert w >= 1000 and h >= 400, name  # readable: drawn at 100 dpi, about page width
 
 
-def test_figures_are_byte_stable(tmp_path):
-    df = small_table()
+def test_figures_are_byte_stable(tmp_path, small_table):
+    df = small_table
     styles = learner_styles(df)
     for name in ("error_vs_steps.png", "cost.png"):
         for copy in ("a", "b"):
@@ -50,8 +51,8 @@ def test_figures_are_byte_stable(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
-def test_absent_rows_say_not_measured(tmp_path):
-    df = cached_table()
+def test_absent_rows_say_not_measured(tmp_path, results_table):
+    df = results_table
     df = df[(df.family == "linreg") & (df.regime == "exact")]  # references only
     styles = learner_styles(df)
     for name, draw in figures.DRAW.items():
@@ -61,8 +62,8 @@ def test_absent_rows_say_not_measured(tmp_path):
         figures.plt.close(fig)
 
 
-def test_axes_carry_units_log_scales_and_the_context_marker():
-    df = cached_table()
+def test_axes_carry_units_log_scales_and_the_context_marker(results_table):
+    df = results_table
     styles = learner_styles(df)
     fig = figures.fig_error_vs_n(df, styles, {"linreg": 128})
     axes = [ax for ax in fig.axes if ax.get_visible()]
@@ -80,8 +81,8 @@ def test_axes_carry_units_log_scales_and_the_context_marker():
     figures.plt.close(fig)
 
 
-def test_training_context_comes_from_capped_rows_then_params():
-    df = cached_table()
+def test_training_context_comes_from_capped_rows_then_params(results_table):
+    df = results_table
     assert training_context(df, "linreg") == 128  # batch_size of the one-shot 'capped' rows
     assert training_context(df, "linreg_d2") is None and training_context(df, "linreg_d2", 64) == 64
     raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params" / "default.yaml").read_text())
@@ -100,8 +101,8 @@ def test_training_context_comes_from_capped_rows_then_params():
     (lambda df: df.assign(regime=df.regime.where(df.regime != "exact", "magic")),
      "column 'regime' has unknown value(s)"),
 ])
-def test_a_bad_table_gives_one_clear_message(tmp_path, capsys, damage, message):
-    bad = damage(small_table().assign(learner=lambda d: d.learner.where(d.learner != "implicit_logits", "knn")))
+def test_a_bad_table_gives_one_clear_message(tmp_path, capsys, damage, message, small_table):
+    bad = damage(small_table.assign(learner=lambda d: d.learner.where(d.learner != "implicit_logits", "knn")))
     bad.to_csv(tmp_path / "bad.csv", index=False)
     fake_params(tmp_path / "p.yaml")
     code = cli.main(["figures", "--results", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "figs"),
@@ -111,17 +112,17 @@ def test_a_bad_table_gives_one_clear_message(tmp_path, capsys, damage, message):
     assert not (tmp_path / "figs").exists()
 
 
-def test_cli_writes_the_fixed_list_even_when_rows_are_absent(tmp_path, capsys):
-    df = small_table()
+def test_cli_writes_the_fixed_list_even_when_rows_are_absent(tmp_path, capsys, small_table):
+    df = small_table
     results.write(df[df.regime == "exact"], tmp_path / "r.csv")
     assert cli.main(["figures", "--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "figs")]) == 0
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(figures.FIGURES)
 
 
-def test_training_curves_come_from_the_histories_and_say_not_measured_without(tmp_path):
-    from fake_results import fake_histories
+def test_training_curves_come_from_the_histories_and_say_not_measured_without(tmp_path, results_table):
+    from helpers.fake_results import fake_histories
 
-    df = cached_table()
+    df = results_table
     styles = learner_styles(df)
     fig = figures.fig_training(df, styles, fake_histories())
     ax = fig.axes[0]
@@ -142,10 +143,10 @@ def test_training_curves_come_from_the_histories_and_say_not_measured_without(tm
     assert set(got.seed) == {0, 1}
 
 
-def test_the_regimes_figure_leaves_out_learners_with_the_hand_written_term():
+def test_the_regimes_figure_leaves_out_learners_with_the_hand_written_term(results_table):
     """MAML and the nominal variants carry a hand-written gradient step: error_vs_n shows them, the
     regime comparison does not (as claim 2's figure leaves them out)."""
-    df = cached_table()
+    df = results_table
     df = df[df.family == "linreg"]
     maml = df[df.learner == "parametric_grad"].assign(learner="maml_fake", nominal=True)
     df = pd.concat([df, maml], ignore_index=True)

@@ -3,12 +3,13 @@ run; metrics.json is deterministic; bad inputs fail with one clear message."""
 
 import base64
 import json
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from fake_results import cached_figures, cached_table, cached_tasks, fake_params, write_tables
+from helpers.fake_results import fake_params, write_tables
 from iai import cli
 from iai.analysis import report
 from iai.analysis.claims import CLAIMS, evaluate_claims
@@ -43,9 +44,11 @@ class Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
+def inputs(tmp_path_factory, _results_table, fake_figures):
+    """results.csv (and per_task.parquet), params.yaml, two stage summaries and figures/."""
     root = tmp_path_factory.mktemp("report")
-    write_tables(cached_table(), root / "results.csv")
+    write_tables(_results_table.copy(), root / "results.csv")
+    shutil.copytree(fake_figures, root / "figures")
     fake_params(root / "params.yaml")
     (root / "train.json").write_text(json.dumps({"stage": "train", "family": "linreg", "learner": "parametric_obs",
                                                  "duration_s": 181.25, "device": "cpu", "config": {"width": 64}}))
@@ -61,18 +64,18 @@ def flat_keys(d: dict, prefix: str = "") -> list[str]:
 
 
 def build(root: Path, out: Path, **kw) -> dict:
-    args = dict(results_path=root / "results.csv", figures_dir=cached_figures(), out=out / "index.html",
+    args = dict(results_path=root / "results.csv", figures_dir=root / "figures", out=out / "index.html",
                 metrics_path=out / "metrics.json", params_path=root / "params.yaml",
                 stage_info=[root / "train.json", root / "evaluate.json"])
     return report.build(**{**args, **kw})
 
 
-def test_report_renders_and_links_every_figure(inputs, tmp_path):
+def test_report_renders_and_links_every_figure(inputs, tmp_path, per_task_table):
     claims = build(inputs, tmp_path)["claims"]
     page = Page()
     page.feed((tmp_path / "index.html").read_text())
     assert page.errors == [] and page.stack == []
-    figs = Path(cached_figures())
+    figs = inputs / "figures"
     shown = {img["alt"]: img["src"] for img in page.imgs}
     assert sorted(shown) == sorted(FIGURES)
     for name, src in shown.items():
@@ -86,7 +89,7 @@ def test_report_renders_and_links_every_figure(inputs, tmp_path):
     for c in claims:
         assert f"Claim {c['claim']}: {c['title']}" in text and c["test"] in text
     assert [c["verdict"] for c in claims] == [c["verdict"]
-                                              for c in evaluate_claims(cached_tasks(), {"train_context": 128})]
+                                              for c in evaluate_claims(per_task_table, {"train_context": 128})]
     assert "181.2" in text and "NVIDIA H100" in text and "params.yaml" in text and "git commit" in text
 
 
@@ -117,8 +120,8 @@ def test_metrics_are_deterministic_and_hold_the_headlines(inputs, tmp_path):
     assert "ratio_to_bayes" not in m["families"]["logreg"]["learners"]["map"]
 
 
-def test_without_learned_rows_every_claim_is_inconclusive(inputs, tmp_path):
-    df = cached_table()
+def test_without_learned_rows_every_claim_is_inconclusive(inputs, tmp_path, results_table):
+    df = results_table
     write_tables(df[df.regime.isin(["exact", "classical"])], tmp_path / "refs.csv")
     build(inputs, tmp_path, results_path=tmp_path / "refs.csv", stage_info=[], params_path=None)
     m = json.loads((tmp_path / "metrics.json").read_text())
@@ -132,9 +135,9 @@ def test_without_learned_rows_every_claim_is_inconclusive(inputs, tmp_path):
     (lambda df: df.assign(learner=df.learner.where(df.learner != "knn", "mystery")), "unknown learner(s) ['mystery']"),
     (lambda df: df.assign(family=df.family.where(df.family != "logreg", "nope")), "unknown family(ies) ['nope']"),
 ])
-def test_a_bad_table_gives_one_clear_message(inputs, tmp_path, capsys, damage, message):
-    damage(cached_table()).to_csv(tmp_path / "bad.csv", index=False)
-    code = cli.main(["report", "--results", str(tmp_path / "bad.csv"), "--figures", cached_figures(),
+def test_a_bad_table_gives_one_clear_message(inputs, tmp_path, capsys, damage, message, results_table):
+    damage(results_table).to_csv(tmp_path / "bad.csv", index=False)
+    code = cli.main(["report", "--results", str(tmp_path / "bad.csv"), "--figures", str(inputs / "figures"),
                      "--params", str(inputs / "params.yaml"), "--out", str(tmp_path / "index.html"),
                      "--metrics", str(tmp_path / "metrics.json")])
     err = capsys.readouterr().err
@@ -153,7 +156,7 @@ def test_missing_figure_and_bad_stage_info_are_named(inputs, tmp_path):
 
 
 def test_cli_prints_the_verdicts(inputs, tmp_path, capsys):
-    code = cli.main(["report", "--results", str(inputs / "results.csv"), "--figures", cached_figures(),
+    code = cli.main(["report", "--results", str(inputs / "results.csv"), "--figures", str(inputs / "figures"),
                      "--out", str(tmp_path / "r" / "index.html"), "--metrics", str(tmp_path / "r" / "m.json")])
     assert code == 0 and "1b: inconclusive" in capsys.readouterr().out  # no params: no primary comparisons
     assert (tmp_path / "r" / "index.html").is_file() and (tmp_path / "r" / "m.json").is_file()

@@ -187,7 +187,7 @@ def fake_params(path) -> None:
 
     import yaml
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     raw = yaml.safe_load((root / "params" / "default.yaml").read_text())
     raw = copy.deepcopy(raw)
     raw["report"].pop("primary", None)  # its comparisons name the recipe's own families and runs
@@ -289,27 +289,6 @@ def with_implicit_only(df: pd.DataFrame) -> pd.DataFrame:
     return results.validate(pd.concat([df, implicit_only_table()], ignore_index=True))
 
 
-_CACHE: dict = {}
-
-
-def cached_table() -> pd.DataFrame:
-    """The fake table, built once per test session (a copy each call)."""
-    if "table" not in _CACHE:
-        import torch
-
-        torch.set_num_threads(1)
-        _CACHE["table"] = fake_table()
-    return _CACHE["table"].copy()
-
-
-def cached_tasks() -> pd.DataFrame:
-    """The per-task table of the fake table, built once per test session (a copy each call)."""
-    if "tasks" not in _CACHE:
-        df = cached_table()
-        _CACHE["tasks"] = expand_tasks(df[~df.metric.isin(results.COST_METRICS)])
-    return _CACHE["tasks"].copy()
-
-
 def fake_histories() -> pd.DataFrame:
     """Training logs (``iai train``'s CSV columns) of two linreg runs: one converged, one still falling."""
     import numpy as np
@@ -322,23 +301,7 @@ def fake_histories() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def cached_figures() -> str:
-    """Every figure drawn once per test session from the fake table, in a temporary folder."""
-    if "figures" not in _CACHE:
-        import atexit
-        import shutil
-        import tempfile
-
-        from iai.analysis.figures import draw_all
-
-        out = tempfile.mkdtemp(prefix="iai-figures-")
-        atexit.register(shutil.rmtree, out, ignore_errors=True)
-        draw_all(cached_table(), out, histories=fake_histories())
-        _CACHE["figures"] = out
-    return _CACHE["figures"]
-
-
-if __name__ == "__main__":  # python tests/fake_results.py out.csv: write the table to look at
+if __name__ == "__main__":  # python tests/helpers/fake_results.py out.csv: write the table to look at
     import sys
 
     results.write(fake_table(), sys.argv[1] if len(sys.argv) > 1 else "fake_results.csv")
