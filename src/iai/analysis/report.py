@@ -153,9 +153,13 @@ def _headline(c: dict) -> dict:
         return out
     primary = {}
     for r in (r for r in c["numbers"] if r.get("role") == "primary"):
-        key = f"{r['family']}/{r['split']}/n{r['n']}/{r['A']} vs {r['B']}".split(" [")[0] + f"/{r['metric']}"
-        if key in primary:  # two comparisons that differ only in their qualifier: keep it
-            key = f"{r['family']}/{r['split']}/n{r['n']}/{r['A']} vs {r['B']}/{r['metric']}"
+        cell = f"{r['family']}/{r['split']}/n{r['n']}"
+        # each side without its qualifier (" [one-shot, all]"), unless two comparisons differ only in it
+        key = f"{cell}/{r['A'].split(' [')[0]} vs {r['B'].split(' [')[0]}/{r['metric']}"
+        if key in primary:
+            key = f"{cell}/{r['A']} vs {r['B']}/{r['metric']}"
+        if key in primary:
+            raise ValueError(f"claim {c['claim']}: two primary comparisons {key}")
         entry = {k: _num(r[k]) for k in HEADLINE_KEYS if r.get(k) is not None}
         primary[key] = {**entry, "shows": r["shows"]} if "shows" in r else entry
     if primary:
