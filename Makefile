@@ -91,7 +91,7 @@ dry-run: setup
 # Snakemake's one standing lint is the per-rule conda env: jobs run in the environment Snakemake runs
 # in (make setup, environment.yml). Any other lint fails.
 lint: setup
-	ruff check src tests
+	ruff check src tests tools
 	lint-imports
 	@out=$$($(SNAKEMAKE) --lint 2>&1); \
 	other=$$(printf '%s\n' "$$out" | grep -E '^\s+\* ' | grep -v 'Specify a conda environment or container'); \

@@ -9,13 +9,18 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
-@pytest.fixture(scope="session")
-def _results_table():
+def pytest_configure(config):
     import torch
 
+    # one intra-op thread in every test process: reductions then sum in one order, so the tests that
+    # compare two computations of the same gradient at tight tolerance get the same numbers on any machine
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def _results_table():
     from helpers.fake_results import fake_table
 
-    torch.set_num_threads(1)
     return fake_table()
 
 
@@ -28,9 +33,9 @@ def results_table(_results_table):
 @pytest.fixture(scope="session")
 def _per_task_table(_results_table):
     from helpers.fake_results import expand_tasks
-    from iai.core import results
+    from iai.core import vocab
 
-    return expand_tasks(_results_table[~_results_table.metric.isin(results.COST_METRICS)])
+    return expand_tasks(_results_table[~_results_table.metric.isin(vocab.COST_METRICS)])
 
 
 @pytest.fixture

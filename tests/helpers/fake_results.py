@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from iai.core import results
+from iai.core import results, vocab
 from iai.core.learners.exact import MAPLearner
 from iai.core.learners.references import reference_learner
 from iai.core.rollout import rollout
 from iai.core.tasks import family_splits, make_family
+from iai.params import ReferencesConfig
 from iai.utils import derive_seed
 
 B = 16          # mini-batch size
@@ -59,8 +60,9 @@ def reference_rows(name: str, fam_name: str, kind: str, options: dict, n_tasks: 
     for split, fam in family_splits(family).items():
         seed = derive_seed(0, "fake", fam_name, split)
         bank = fam.sample(n_tasks, max(SIZES), 32, seed)
-        refs = {"references": {k: {"lr": {fam_name: v[kind]}} for k, v in LRS.items()}}
-        learner = reference_learner(name, fam, fam_name, refs["references"])
+        lrs = {k: {"lr": {fam_name: v[kind]}} for k, v in LRS.items()}
+        refs = ReferencesConfig.from_dict({"learners": [name], **lrs})
+        learner = reference_learner(name, fam, fam_name, refs)
         if name == "map":  # a looser L-BFGS keeps the test suite fast; close enough for figures
             learner = MAPLearner(fam, max_iter=40, tol=1e-6)
         regime = learner.regime
@@ -150,14 +152,14 @@ def expand_tasks(summary: pd.DataFrame, n_tasks: int = 16, learned_seeds: int = 
 def write_tables(df: pd.DataFrame, path) -> None:
     """``df`` as the pipeline writes it: the summary at ``path`` and its per-task table beside it."""
     results.write(df, path)
-    results.write_tasks(expand_tasks(df[~df.metric.isin(results.COST_METRICS)]),
+    results.write_tasks(expand_tasks(df[~df.metric.isin(vocab.COST_METRICS)]),
                         Path(path).with_name("per_task.parquet"))
 
 
 def fake_tasks(n_tasks: int = 16) -> pd.DataFrame:
     """The per-task table of :func:`fake_table` (quality rows; cost rows are measurements, not per task)."""
     df = fake_table(n_tasks)
-    return expand_tasks(df[~df.metric.isin(results.COST_METRICS)])
+    return expand_tasks(df[~df.metric.isin(vocab.COST_METRICS)])
 
 
 def fake_table(n_tasks: int = 16) -> pd.DataFrame:

@@ -23,8 +23,6 @@ import seaborn as sns
 
 from iai.analysis.captions import FIGURES
 from iai.analysis.plotting import (
-    LOG_METRICS,
-    METRIC_LABELS,
     N_LABEL,
     REFERENCE_STYLE,
     clip_range,
@@ -45,7 +43,6 @@ from iai.analysis.plotting import (
     y_axis,
 )
 from iai.analysis.selection import (
-    LEARNED,
     final_step,
     higher_is_better,
     known_learners,
@@ -57,6 +54,7 @@ from iai.analysis.selection import (
     training_context,
 )
 from iai.core import results
+from iai.core.vocab import LEARNED_REGIMES, LOG_METRICS, METRIC_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +113,7 @@ def fig_error_vs_steps(df: pd.DataFrame, styles: dict, contexts: dict):
     q = tag(quality(df))
     q = q[q.split == "id"]
     it = pd.concat([learned(q), learned(q, history=True)])
-    panels = sorted({(f, r) for f, r in zip(it.family, it.regime)}, key=lambda p: (p[0], LEARNED.index(p[1])))
+    panels = sorted({(f, r) for f, r in zip(it.family, it.regime)}, key=lambda p: (p[0], LEARNED_REGIMES.index(p[1])))
     if not panels:
         return not_measured("error_vs_steps.png", "no learned iterative learner")
     fig, axes = grid(len(panels), 3, w=4.1, h=3.5)
@@ -352,14 +350,14 @@ def draw_all(df: pd.DataFrame, out: str | Path, train_context: dict | int | None
 
 def params_context(params) -> dict[str, int]:
     """Training context per family from params (see the module docstring)."""
-    if params.report.get("train_context"):
-        return {f: int(params.report["train_context"]) for f in params.families}
+    if params.report.train_context:
+        return {f: params.report.train_context for f in params.families}
     top = params.raw["train"]
     out = {f: top.get("batch_size", 1) * top.get("max_steps", 1) for f in params.families}
     for f in params.families:
         runs = [r for r in params.runs if r.family == f]
         if runs:
-            out[f] = max(r.train["batch_size"] * r.train["max_steps"] for r in runs)
+            out[f] = max(r.context_size for r in runs)
     return out
 
 

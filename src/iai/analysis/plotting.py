@@ -21,27 +21,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
-from iai.analysis.selection import REFERENCE, REGIME_ORDER, tag  # noqa: E402
+from iai.analysis.selection import REFERENCE, tag  # noqa: E402
+from iai.core.vocab import FRACTION_METRICS, LOG_METRICS, METRIC_LABELS, REGIME_ORDER  # noqa: E402
 from iai.utils import atomic_path  # noqa: E402
 
 REGIME_CMAP = {"exact": "Greys", "classical": "Purples", "parametric": "Blues", "explicit": "Oranges",
                "implicit": "Greens"}
 MARKERS = "osD^vPX*<>"
-METRIC_LABELS = {"excess_risk": "excess risk E(ŷ − f)²  [y units², log]", "mse": "MSE  [y units², log]",
-                 "error_rate": "error rate  [fraction of valid points]", "nll": "NLL  [nats per point]",
-                 "ratio": "excess risk ÷ Bayes excess risk  [ratio, log]",
-                 "excess_error": "error rate − MAP's error rate  [fraction]",
-                 "edge_accuracy": "edge accuracy  [fraction of ordered pairs, ↑ better]",
-                 "valid_order": "valid orders  [fraction of tasks, ↑ better]",
-                 "mmd": "MMD² (unbiased, can be < 0)  [↓ better]", "sample_nll": "sample NLL  [nats per sample]",
-                 "cfm_loss": "flow-matching loss  [↓ better]",
-                 "edge_gap": "edge accuracy − sink search's  [fraction, ↑ better]",
-                 "excess_mmd": "MMD² − true samples' MMD²  [↓ better]",
-                 "wall_time_s": "wall time  [s, log]", "peak_memory_mb": "peak memory  [MB, log]"}
-# log-scaled axes: only metrics that are > 0 (y_axis falls back to symlog if a value is <= 0 anyway);
-# never mmd (unbiased MMD² can be <= 0) nor a difference to a reference
-LOG_METRICS = {"excess_risk", "mse", "ratio", "wall_time_s", "peak_memory_mb"}
-FRACTION_METRICS = {"error_rate", "edge_accuracy", "valid_order"}  # in [0, 1]
 N_LABEL = "dataset size n  [points, log₂]"
 REFERENCE_STYLE = dict(color="black", marker="", ls=(0, (5, 2)), lw=2.4, zorder=4)
 MAX_BANDS = 6  # standard-error bands are drawn only in panels with at most this many lines

@@ -11,7 +11,8 @@ import math
 
 import pandas as pd
 
-from iai.analysis.selection import PREDICTION, REGIME_ORDER, higher_is_better
+from iai.analysis.selection import PREDICTION, higher_is_better
+from iai.core.vocab import REGIME_ORDER
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1d1d1f;
@@ -158,7 +159,8 @@ def what_was_run(ctx: dict) -> str:
         key = {"seed": p.seed, "device": p.device, **{f"banks.{k}": v for k, v in p.banks.items()},
                **{f"train.{k}": p.raw["train"].get(k) for k in ("batch_size", "max_steps", "iterations", "lr")},
                **{f"model.{k}": v for k, v in p.raw["model"].items()},
-               **{f"evaluate.{k}": str(v) for k, v in p.evaluate.items()}, "runs": len(p.runs)}
+               **{f"{section}.{k}": str(v) for section in ("evaluate", "bench")  # as written in the file
+                  for k, v in p.raw.get(section, {}).items()}, "runs": len(p.runs)}
         out += ["<h3>Params</h3>", table([{"key": k, "value": v} for k, v in key.items()]),
                 f"<details><summary>The params file <code>{esc(ctx['params_path'])}</code></summary>"
                 f"<pre>{esc(ctx['params_text'])}</pre></details>"]

@@ -9,7 +9,7 @@ Each family is judged on one *primary metric* (:func:`primary_metric`): ``excess
 (regression), ``error_rate`` (classification), ``edge_accuracy`` (topological order, *higher* is
 better) or ``mmd`` (generation; an unbiased MMD² estimate, so it can be slightly negative). Every
 "better", "best" and "improvement" here goes through :func:`better_sign` (the direction of
-:data:`iai.core.results.HIGHER_IS_BETTER`), never through a bare ``<`` or ``min``.
+:data:`iai.core.vocab.HIGHER_IS_BETTER`), never through a bare ``<`` or ``min``.
 
 The reference a family is held against (:func:`reference`): ``bayes``, else ``map`` (prediction
 families); ``sink_search`` for the topological order (regression-based sink search: consistent for
@@ -26,12 +26,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from iai.core.results import HIGHER_IS_BETTER, QUALITY_METRICS
+from iai.core.vocab import HIGHER_IS_BETTER, LEARNED_REGIMES, QUALITY_METRICS
 from iai.params import IMPLICIT_ONLY_KINDS
 
-REGIME_ORDER = ("exact", "classical", "parametric", "explicit", "implicit")  # tables and legends
-
-LEARNED = ("parametric", "implicit", "explicit")
 PRIMARY = ("excess_risk", "error_rate", "edge_accuracy", "mmd", "mse", "nll")  # the first one reported is primary
 PREDICTION = ("excess_risk", "error_rate", "mse", "nll")  # primary metrics of the regression/classification families
 REFERENCE = ("bayes", "map", "sink_search", "true_samples")  # the curve learners are held against, by preference
@@ -91,7 +88,7 @@ def final_step(df: pd.DataFrame) -> pd.DataFrame:
 
 def learned(df: pd.DataFrame, mode: str = "iterative", history: bool = False) -> pd.DataFrame:
     """Learned learners of one mode, Markovian (history 0) or with a history window (history > 0)."""
-    sel = df.regime.isin(LEARNED) & (df["mode"] == mode)
+    sel = df.regime.isin(LEARNED_REGIMES) & (df["mode"] == mode)
     return df[sel & ((df.history > 0) if history else (df.history == 0))]
 
 
@@ -148,4 +145,4 @@ def loglog_slope(n, y) -> float:
 
 def known_learners(params) -> set[str]:
     """Every learner name a params file (:class:`iai.params.Params`) can put in the table."""
-    return set(params.references["learners"]) | {r.name for r in params.runs}
+    return set(params.references.learners) | {r.name for r in params.runs}

@@ -53,6 +53,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from iai.core.vocab import CONTEXTS, MODES, REGIMES, TABLE_METRICS
 from iai.utils import ConfigError, NoContentHash, atomic_path
 
 LEARNER_COLUMNS = ["family", "kind", "dim", "split", "regime", "learner", "signal", "state", "history", "nominal",
@@ -61,15 +62,7 @@ COLUMNS = LEARNER_COLUMNS + ["n_train", "step", "n_seen", "metric", "value", "se
 TASK_COLUMNS = LEARNER_COLUMNS + ["n_train", "step", "n_seen", "metric", "seed", "task", "value"]
 KEY = ["family", "split", "learner", "mode", "context", "n_train", "step", "metric"]
 TASK_KEY = KEY + ["seed", "task"]
-REGIMES = ("parametric", "implicit", "explicit", "classical", "exact")
-MODES = ("iterative", "one_shot")
-CONTEXTS = ("all", "capped")
-QUALITY_METRICS = ("mse", "excess_risk", "error_rate", "nll", "edge_accuracy", "valid_order", "mmd", "sample_nll",
-                   "cfm_loss")
-COST_METRICS = ("wall_time_s", "peak_memory_mb")
-METRICS = QUALITY_METRICS + COST_METRICS
 VALID_SPLIT = "valid"  # the banks' validation tasks (banks.valid_tasks)
-HIGHER_IS_BETTER = ("edge_accuracy", "valid_order")  # every other metric is lower-is-better
 _DEFAULTS = {"nominal": False, "gain": "none", "seed_sd": np.nan, "n_seeds": 1}
 
 
@@ -79,7 +72,7 @@ def validate(df: pd.DataFrame, source: str = "results table", known_learners: It
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ConfigError(f"{source}: missing column(s) {missing}; expected columns {columns}")
-    for col, allowed in (("regime", REGIMES), ("mode", MODES), ("context", CONTEXTS), ("metric", METRICS)):
+    for col, allowed in (("regime", REGIMES), ("mode", MODES), ("context", CONTEXTS), ("metric", TABLE_METRICS)):
         bad = sorted(set(map(str, df[col].unique())) - set(allowed))  # unique first: fast on Arrow strings
         if bad:
             raise ConfigError(f"{source}: column {col!r} has unknown value(s) {bad}; expected {list(allowed)}")

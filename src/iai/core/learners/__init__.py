@@ -13,7 +13,9 @@ and saved as a checkpoint holding the state dict and the full config as JSON, so
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,31 +27,22 @@ from iai.core.learners.backbone import LearnerConfig, ModelConfig
 from iai.core.learners.explicit import ExplicitLearner
 from iai.core.learners.flow import FlowLearner
 from iai.core.learners.implicit import ImplicitLearner
+from iai.core.learners.learned import LEARNERS, LearnedLearner, LearnerInfo, learner, learner_class
 from iai.core.learners.maml import MAMLLearner
 from iai.core.learners.order import OrderLearner
 from iai.core.learners.parametric import ParametricLearner
-from iai.core.tasks import CausalOrderTasks, GenerationFamily, TaskFamily, make_family
+from iai.core.tasks import TaskFamily, make_family
 from iai.utils import ConfigError, torch_load, torch_save
 
 if TYPE_CHECKING:
     from iai.params import RunSpec
 
 CHECKPOINT_FORMAT = "iai-learner-1"
-_CLASSES = {"parametric": ParametricLearner, "implicit": ImplicitLearner, "explicit": ExplicitLearner}
-# implicit-only families have their own implicit learner (no known predictor, so no other regime)
-_IMPLICIT_ONLY = ((CausalOrderTasks, OrderLearner), (GenerationFamily, FlowLearner))
 
-
-def learner_class(regime: str, family: TaskFamily, where: str = "run", update: str = "network") -> type[nn.Module]:
-    """The learner class of a regime on a family (the order and flow learners for their families;
-    MAML for the parametric regime's ``update: sgd``)."""
-    for fam_cls, learner_cls in _IMPLICIT_ONLY:
-        if isinstance(family, fam_cls):
-            if regime != "implicit":
-                raise ConfigError(f"{where}.regime: the {family.kind} family has no known predictor, so only the "
-                                  f"implicit regime applies; got {regime!r}")
-            return learner_cls
-    return MAMLLearner if update == "sgd" else _CLASSES[regime]
+# every module of this package is imported, so that a new learner module registers itself (@learner)
+# without an edit here
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def _sizes(train: dict[str, Any], where: str) -> tuple[int, int]:
@@ -78,7 +71,7 @@ def _build(config: dict[str, Any], family: TaskFamily, seed: int) -> nn.Module:
     batch_size, context_size = _sizes(config["train"], where)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        cls = learner_class(cfg.regime, family, where, cfg.update)
+        cls = learner_class(cfg, family, where)
         learner = cls(config["name"], family, cfg, model, batch_size, context_size)
     learner.config = config
     return learner
@@ -137,17 +130,15 @@ def load_learner(path: str | Path, family: TaskFamily | None = None, device: str
     return learner.to(device).eval()
 
 
-__all__ = ["CHECKPOINT_FORMAT", "ExplicitLearner", "FlowLearner", "ImplicitLearner", "LearnerConfig", "ModelConfig",
-           "MAMLLearner", "OrderLearner", "ParametricLearner", "learner_class", "build_learner", "load_learner",
+__all__ = ["CHECKPOINT_FORMAT", "LEARNERS", "ExplicitLearner", "FlowLearner", "ImplicitLearner", "LearnedLearner",
+           "LearnerConfig", "LearnerInfo", "ModelConfig", "MAMLLearner", "OrderLearner", "ParametricLearner", "learner",
+           "learner_class", "build_learner", "load_learner",
            "read_checkpoint", "run_config", "save_learner"]
 
 
 def describe(learner) -> dict:
-    """The results-table columns that say what a learner is."""
-    return {"regime": learner.regime, "learner": learner.name, "signal": getattr(learner, "signal", "none"),
-            "state": getattr(learner, "state_kind", "none"), "history": int(getattr(learner, "history", 0)),
-            "nominal": bool(getattr(learner, "nominal", False)), "mode": getattr(learner, "mode", "iterative"),
-            "gain": getattr(getattr(learner, "cfg", None), "update_scale", "none")}
+    """The results-table columns that say what a learner is (:class:`LearnerInfo`)."""
+    return LearnerInfo.of(learner).columns()
 
 
 def run_dir(models_dir: str | Path, family_name: str, learner_name: str) -> Path:

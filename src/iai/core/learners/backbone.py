@@ -23,11 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iai.core.vocab import LEARNED_REGIMES, MODES
 from iai.utils import ConfigError
 
-REGIMES = ("parametric", "implicit", "explicit")
 SIGNALS = ("obs", "grad", "both")
-MODES = ("iterative", "one_shot")
 STATES = ("logits", "hidden", "probs", "probs_residual")
 UPDATE_SCALES = ("constant", "inverse_step")
 STEP_FEATURES = ("none", "gain", "log_n")
@@ -110,9 +109,10 @@ class LearnerConfig:
     memory: int = 0
     tokens: str = "unit"
     update: str = "network"
+    arch: str | None = None  # the registered learner class that builds it (default: its regime's own)
 
     def __post_init__(self) -> None:
-        for name, allowed in (("regime", REGIMES), ("signal", SIGNALS), ("mode", MODES), ("state", STATES),
+        for name, allowed in (("regime", LEARNED_REGIMES), ("signal", SIGNALS), ("mode", MODES), ("state", STATES),
                               ("update_scale", UPDATE_SCALES), ("step_feature", STEP_FEATURES),
                               ("grad_norm", GRAD_NORMS), ("decoder", DECODERS), ("tokens", TOKENS),
                               ("update", UPDATES)):

@@ -20,14 +20,11 @@ from torch import Tensor
 
 State = dict[str, Tensor]
 
-REGIMES = ("exact", "classical", "parametric", "implicit", "explicit")
-MODES = ("iterative", "one_shot")
-
 
 @runtime_checkable
 class Learner(Protocol):
     name: str
-    regime: str  # one of REGIMES
+    regime: str  # one of iai.core.vocab.REGIMES
     signal: str  # "obs" | "grad" | "both" for learned parametric/explicit learners, else "none"
 
     def init(self, x_query: Tensor) -> State: ...

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from iai.core.learners.backbone import LearnerConfig, ModelConfig
+from iai.core.learners.learned import learner
 from iai.core.learners.parametric import ParametricLearner
 from iai.core.tasks import TaskFamily
 
@@ -58,6 +59,9 @@ class BilinearDecoder(nn.Module):
 DECODER_CLASSES = {"film": FiLMDecoder, "bilinear": BilinearDecoder}
 
 
+@learner("explicit", example=("linear_regression", {"dim": 4, "noise_std": 0.5},
+                                 {"regime": "explicit", "signal": "both", "latent_tokens": 2, "latent_dim": 3,
+                                  "decoder": "film", "grad_norm": "rms"}))
 class ExplicitLearner(ParametricLearner):
     regime = "explicit"
 

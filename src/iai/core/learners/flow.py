@@ -45,6 +45,7 @@ from iai.core.learners.backbone import (
     zero_linear,
 )
 from iai.core.learners.base import State
+from iai.core.learners.learned import LearnedLearner, learner
 from iai.core.tasks import GenerationFamily, TaskFamily
 from iai.core.tasks.generation import empirical_velocity, euler_generate
 from iai.utils import ConfigError, generator
@@ -58,12 +59,14 @@ def time_features(t: Tensor) -> Tensor:
     return torch.cat([t, torch.sin(k * t), torch.cos(k * t)], -1)
 
 
-class FlowLearner(nn.Module):
+@learner("flow", example=("mixture_generation", {"dim": 2, "n_components": 2},
+                             {"regime": "implicit", "state": "hidden", "latent_tokens": 2}))
+class FlowLearner(LearnedLearner):
+    for_families = (GenerationFamily,)
     regime = "implicit"
 
     def __init__(self, name: str, family: TaskFamily, cfg: LearnerConfig, model: ModelConfig,
                  batch_size: int, context_size: int):
-        super().__init__()
         if not isinstance(family, GenerationFamily):
             raise ConfigError(f"flow learner: needs a generation family, got {family.kind}")
         if cfg.state != "hidden":
@@ -71,9 +74,7 @@ class FlowLearner(nn.Module):
                               f"got {cfg.state!r}")
         if cfg.history:
             raise ConfigError(f"run.history: the flow learner has no history window; expected 0, got {cfg.history}")
-        self.name, self.family, self.cfg, self.model_cfg = name, family, cfg, model
-        self.signal, self.mode, self.history, self.state_kind = "obs", cfg.mode, 0, cfg.state
-        self.batch_size, self.context_size = batch_size, context_size
+        super().__init__(name, family, cfg, model, batch_size, context_size)
         d, w = family.dim, model.width
         self.z0 = nn.Parameter(torch.randn(cfg.latent_tokens, w) * 0.02)  # the learned initial conditioning
         self.encoder = SetTransformer(model, {"cond": w + n_step_features(cfg), "obs": d})

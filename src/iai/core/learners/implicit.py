@@ -46,6 +46,7 @@ from iai.core.learners.backbone import (
     zero_linear,
 )
 from iai.core.learners.base import State
+from iai.core.learners.learned import LearnedLearner, learner
 from iai.core.tasks import TaskFamily
 from iai.utils import ConfigError
 
@@ -53,18 +54,17 @@ _EPS = 1e-6
 _SIMPLEX_STATES = ("probs", "probs_residual")  # states that are class probabilities
 
 
-class ImplicitLearner(nn.Module):
+@learner("implicit", example=("linear_classification", {"dim": 4, "n_classes": 3},
+                                 {"regime": "implicit", "state": "hidden", "history": 2}))
+class ImplicitLearner(LearnedLearner):
     regime = "implicit"
 
     def __init__(self, name: str, family: TaskFamily, cfg: LearnerConfig, model: ModelConfig,
                  batch_size: int, context_size: int):
-        super().__init__()
         if cfg.state in _SIMPLEX_STATES and family.task_type != "classification":
             raise ConfigError(f"run.state: {cfg.state!r} needs a classification family; {family.kind} is "
                               f"{family.task_type} (use 'logits' or 'hidden')")
-        self.name, self.family, self.cfg, self.model_cfg = name, family, cfg, model
-        self.signal, self.mode, self.history, self.state_kind = "obs", cfg.mode, cfg.history, cfg.state
-        self.batch_size, self.context_size = batch_size, context_size
+        super().__init__(name, family, cfg, model, batch_size, context_size)
         d, o, w = family.in_dim, family.out_dim, model.width
         self.state_dim = w if cfg.state == "hidden" else o
         self.pred0 = nn.Parameter(torch.zeros(self.state_dim))  # the learned initial state

@@ -26,20 +26,24 @@ from torch import nn
 
 from iai.core.learners.backbone import LearnerConfig, ModelConfig, update_gain
 from iai.core.learners.base import State
+from iai.core.learners.learned import LearnedLearner, learner
 from iai.core.learners.parametric import ParametricLearner
 from iai.core.tasks import TaskFamily
 
 
+@learner("maml", example=("linear_classification", {"dim": 4, "n_classes": 3},
+                             {"regime": "parametric", "signal": "grad", "update": "sgd"}))
 class MAMLLearner(ParametricLearner):
     """The parametric regime's learner with ``update: sgd``: f's parameters, moved by plain gradient steps."""
 
+    for_update = "sgd"
+
     def __init__(self, name: str, family: TaskFamily, cfg: LearnerConfig, model: ModelConfig,
                  batch_size: int, context_size: int):
-        nn.Module.__init__(self)  # no step network: none of ParametricLearner's tokens, backbone or head
-        self.name, self.family, self.cfg, self.model_cfg = name, family, cfg, model
-        self.signal, self.mode, self.history = cfg.signal, cfg.mode, 0
-        self.state_kind, self.nominal, self.own_features = "none", True, False
-        self.batch_size, self.context_size = batch_size, context_size
+        # the shared attributes only: ParametricLearner.__init__ builds the step network (tokens, backbone,
+        # head) that MAML's plain gradient step replaces; MAML keeps its theta, f, gradient and predict
+        LearnedLearner.__init__(self, name, family, cfg, model, batch_size, context_size)
+        self.nominal, self.own_features = True, False  # its update is the nominal term alone
         self.n_units, self.unit_dim = self.state_shape()
         self.theta0 = nn.Parameter(self.initial_state())  # [K, E]
         # the nominal rule's log step size (lr 0.5, the nominal learners' start) as the starting point

@@ -49,7 +49,8 @@ from iai.core.learners.backbone import (
     zero_linear,
 )
 from iai.core.learners.base import State
-from iai.core.tasks import TaskFamily
+from iai.core.learners.learned import LearnedLearner, learner
+from iai.core.tasks import CausalOrderTasks, TaskFamily
 from iai.utils import ConfigError, generator
 
 _F64 = torch.float64
@@ -61,20 +62,19 @@ def _check_queries(x_query: Tensor, x: Tensor) -> None:
                           f"the queries are the variables")
 
 
-class OrderLearner(nn.Module):
+@learner("order", example=("causal_order", {"dim": 4}, {"regime": "implicit"}))
+class OrderLearner(LearnedLearner):
+    for_families = (CausalOrderTasks,)
     regime = "implicit"
 
     def __init__(self, name: str, family: TaskFamily, cfg: LearnerConfig, model: ModelConfig,
                  batch_size: int, context_size: int):
-        super().__init__()
         if cfg.state not in ("logits", "hidden"):
             raise ConfigError(f"run.state: the order learner carries a score per variable ('logits') or a hidden "
                               f"vector per variable ('hidden'); got {cfg.state!r}")
         if cfg.history:
             raise ConfigError(f"run.history: the order learner has no history window; expected 0, got {cfg.history}")
-        self.name, self.family, self.cfg, self.model_cfg = name, family, cfg, model
-        self.signal, self.mode, self.history, self.state_kind = "obs", cfg.mode, 0, cfg.state
-        self.batch_size, self.context_size = batch_size, context_size
+        super().__init__(name, family, cfg, model, batch_size, context_size)
         w = model.width
         self.state_dim = w if cfg.state == "hidden" else 1
         self.pred0 = nn.Parameter(torch.zeros(self.state_dim))

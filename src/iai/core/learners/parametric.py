@@ -38,22 +38,22 @@ from iai.core.learners.backbone import (
     zero_linear,
 )
 from iai.core.learners.base import State
+from iai.core.learners.learned import LearnedLearner, learner
 from iai.core.predictors import LinearPredictor, MLPPredictor
 from iai.core.tasks import ClassificationFamily, RegressionFamily, TaskFamily
 
 
-class ParametricLearner(nn.Module):
+@learner("parametric", example=("linear_regression", {"dim": 4, "noise_std": 0.5},
+                                   {"regime": "parametric", "signal": "both", "history": 2, "memory": 2,
+                                    "nominal": True}))
+class ParametricLearner(LearnedLearner):
     """Learned iterative (or, with ``mode='one_shot'``, one-pass) learner of f's parameters."""
 
     regime = "parametric"
 
     def __init__(self, name: str, family: TaskFamily, cfg: LearnerConfig, model: ModelConfig,
                  batch_size: int, context_size: int):
-        super().__init__()
-        self.name, self.family, self.cfg, self.model_cfg = name, family, cfg, model
-        self.signal, self.mode, self.history = cfg.signal, cfg.mode, cfg.history
-        self.state_kind, self.nominal = "none", cfg.nominal
-        self.batch_size, self.context_size = batch_size, context_size
+        super().__init__(name, family, cfg, model, batch_size, context_size)
         self.n_units, self.unit_dim = self.state_shape()
         k, e, w = self.n_units, self.unit_dim, model.width
         self.theta0 = nn.Parameter(self.initial_state())  # [K, E]

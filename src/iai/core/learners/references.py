@@ -16,12 +16,12 @@ order (:mod:`iai.core.learners.order`), ``true_samples`` (the MMD floor) for gen
 from __future__ import annotations
 
 from iai.core.learners.base import Learner
-from iai.core.learners.classical import NOMINAL_LR, GradientLearner
+from iai.core.learners.classical import GradientLearner
 from iai.core.learners.exact import ConjugateLinearRegression, KNNLearner, MAPLearner, PriorLearner
 from iai.core.learners.flow import TrueSamplesLearner
 from iai.core.learners.order import RandomOrderLearner, SinkSearchLearner, VarSortLearner
 from iai.core.tasks import CausalOrderTasks, GenerationFamily, LinearRegressionTasks, TaskFamily
-from iai.params import reference_names
+from iai.params import ReferencesConfig, SGDReference, reference_names
 from iai.utils import ConfigError
 
 REFERENCE_NAMES = reference_names()
@@ -42,7 +42,8 @@ def applies(name: str, family: TaskFamily) -> bool:
     return name in REFERENCE_NAMES
 
 
-def reference_learner(name: str, family: TaskFamily, family_name: str, references: dict, seed: int = 0) -> Learner:
+def reference_learner(name: str, family: TaskFamily, family_name: str, references: ReferencesConfig,
+                      seed: int = 0) -> Learner:
     """Build reference learner ``name`` for ``family`` (a split's family: Bayes gets the true prior)."""
     if not applies(name, family):
         raise ConfigError(f"references.learners: {name!r} does not apply to the {family.kind} family {family_name!r}")
@@ -63,11 +64,12 @@ def reference_learner(name: str, family: TaskFamily, family_name: str, reference
     if name == "true_samples":
         return TrueSamplesLearner(family, seed)
     if name == "knn":
-        return KNNLearner(family, k=references.get("knn", {}).get("k", 8))
-    opts = references.get(name, {})
+        return KNNLearner(family, k=references.knn.k)
+    opts = getattr(references, name)
     if name == "nominal_rule":  # the rule as written: one step size for every family, not tuned
-        return GradientLearner.named(family, name, lr=opts.get("lr", NOMINAL_LR), seed=seed)
-    lr = opts.get("lr", {}).get(family_name)
+        return GradientLearner.named(family, name, lr=opts.lr, seed=seed)
+    lr = opts.lr.get(family_name)
     if lr is None:
         raise ConfigError(f"references.{name}.lr: no learning rate for family {family_name!r}")
-    return GradientLearner.named(family, name, lr=lr, momentum=opts.get("momentum", 0.0), seed=seed)
+    momentum = {"momentum": opts.momentum} if isinstance(opts, SGDReference) else {}  # sgd alone has one
+    return GradientLearner.named(family, name, lr=lr, seed=seed, **momentum)

@@ -1,7 +1,7 @@
 """Speed work must not change the numbers: save rollout metrics of every learner kind, then compare.
 
-    python tests/check_numbers.py save numbers.json      # before a change
-    python tests/check_numbers.py compare numbers.json   # after it: max relative difference per learner
+    python tools/check_numbers.py save numbers.json      # before a change
+    python tools/check_numbers.py compare numbers.json   # after it: max relative difference per learner
 
 Covers the exact and classical references and every learned variant (parametric obs / grad / both
 with history and memory, MLP predictor, explicit, implicit logits / probs / hidden with history,
@@ -23,8 +23,15 @@ from iai.core.learners import build_learner
 from iai.core.learners.classical import GradientLearner
 from iai.core.learners.exact import ConjugateLinearRegression, KNNLearner, MAPLearner
 from iai.core.rollout import rollout
+from iai.core.tasks import make_family
 from iai.params import RunSpec
-from test_learned_learners import LINREG, LOGREG, MLPREG, MODEL, TRAIN  # the same small families and sizes
+
+# small families and sizes: seconds on a CPU (the sizes of tests/test_learned_learners.py)
+MODEL = {"width": 32, "depth": 2, "heads": 4, "ff": 64}
+TRAIN = {"batch_size": 8, "max_steps": 3}
+LINREG = make_family("linear_regression", dim=4, noise_std=0.5)
+LOGREG = make_family("linear_classification", dim=4, n_classes=3)
+MLPREG = make_family("nonlinear_regression", dim=3, hidden=5)
 
 LEARNED = {
     "parametric_obs": (LINREG, {"regime": "parametric", "signal": "obs"}),
