@@ -14,6 +14,7 @@ from iai import cli
 from iai.analysis import report
 from iai.analysis.claims import CLAIMS, evaluate_claims
 from iai.analysis.figures import FIGURES
+from iai.analysis.results_doc import render
 from iai.utils import ConfigError
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
@@ -94,11 +95,15 @@ def test_report_renders_and_links_every_figure(inputs, tmp_path, per_task_table)
 
 
 def test_metrics_are_deterministic_and_hold_the_headlines(inputs, tmp_path):
-    build(inputs, tmp_path / "a")
-    build(inputs, tmp_path / "b")
+    for run in ("a", "b"):
+        build(inputs, tmp_path / run, results_doc=tmp_path / run / "results.md")
     data = (tmp_path / "a" / "metrics.json").read_bytes()
     assert data == (tmp_path / "b" / "metrics.json").read_bytes()
     m = json.loads(data)
+    # the results page is the metrics rendered: what `iai report-doc` renders again from the files
+    page = (tmp_path / "a" / "results.md").read_text()
+    assert page == (tmp_path / "b" / "results.md").read_text()
+    assert page == render(m, json.loads((tmp_path / "a" / "comparisons.json").read_text())["rules"])
     assert sorted(m["claims"]) == sorted(f"claim_{c}" for c in CLAIMS) and list(m["verdicts"]) == list(CLAIMS)
     detail = json.loads((tmp_path / "a" / "comparisons.json").read_text())
     assert len(detail["rules"]["hash"]) == 16 and "primary" in detail["rules"] and "competence_gap" in detail["rules"]
@@ -157,6 +162,9 @@ def test_missing_figure_and_bad_stage_info_are_named(inputs, tmp_path):
 
 def test_cli_prints_the_verdicts(inputs, tmp_path, capsys):
     code = cli.main(["report", "--results", str(inputs / "results.csv"), "--figures", str(inputs / "figures"),
-                     "--out", str(tmp_path / "r" / "index.html"), "--metrics", str(tmp_path / "r" / "m.json")])
+                     "--out", str(tmp_path / "r" / "index.html"), "--metrics", str(tmp_path / "r" / "m.json"),
+                     "--results-doc", str(tmp_path / "docs" / "results.md")])
     assert code == 0 and "1b: inconclusive" in capsys.readouterr().out  # no params: no primary comparisons
     assert (tmp_path / "r" / "index.html").is_file() and (tmp_path / "r" / "m.json").is_file()
+    page = (tmp_path / "docs" / "results.md").read_text()
+    assert page.startswith("# Results") and "No primary comparison was pre-registered for this claim." in page

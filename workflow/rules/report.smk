@@ -25,7 +25,7 @@ rule figures:
 
 
 rule report:
-    """reports/index.html (figures, tables, claims, provenance) and reports/metrics.json."""
+    """reports/index.html (figures, tables, claims, provenance), reports/metrics.json and docs/results.md."""
     input:
         results="data/results/results.csv",
         tasks="data/results/per_task.parquet",
@@ -39,6 +39,7 @@ rule report:
         metrics="reports/metrics.json",
         claims="reports/claims.md",  # written beside the metrics
         comparisons="reports/comparisons.json",
+        results_doc="docs/results.md",  # the repository's results page, rendered from the metrics
     params:
         file=PARAMS_FILE,
         settings=settings(params=RAW),  # the report shows the whole recipe
@@ -48,4 +49,4 @@ rule report:
         "iai report --results {input.results} --tasks {input.tasks} --figures reports/figures --params {params.file}"
         " --stage-info {input.stage_info} --cost-scaling {input.cost_scaling} --device-costs {input.device_costs}"
         " --out {output.html}"
-        " --metrics {output.metrics} > {log} 2>&1"
+        " --metrics {output.metrics} --results-doc {output.results_doc} > {log} 2>&1"

@@ -1,9 +1,9 @@
 """Write ``reports/index.html``, ``reports/metrics.json`` (with ``comparisons.json`` and ``claims.md``
-beside it) from the results table and the figures.
+beside it) and ``docs/results.md`` from the results table and the figures.
 
     iai report --results data/results/results.csv --figures reports/figures \\
                --params params/default.yaml --stage-info data/**/*.json \\
-               --out reports/index.html --metrics reports/metrics.json
+               --out reports/index.html --metrics reports/metrics.json --results-doc docs/results.md
 
 The HTML is one self-contained file (CSS inline, figures embedded as PNG data and linked to the
 files beside it): it opens from disk with no server. It shows what was run (params, git commit,
@@ -18,7 +18,8 @@ families: edge accuracy - sink search's, MMD² - the true samples'), whether hig
 better; and the hash of the rules in force. ``comparisons.json`` beside it holds everything behind the
 verdicts: each claim's explanation, every comparison computed (primary and secondary, judged or not,
 with its seeds and why), the rules in force and each verdict under alternative rules; ``claims.md``
-the same as a page. Sorted keys, 6 significant digits.
+the same as a page. Sorted keys, 6 significant digits. ``docs/results.md`` (:mod:`iai.analysis.results_doc`)
+is the results page of the repository, rendered from the metrics and the rules alone.
 
 A stage summary (``--stage-info``) is a JSON object as the stages write it beside their outputs:
 ``stage`` (else the file name), ``duration_s``, ``device``/``device_name`` and any other scalar
@@ -41,6 +42,7 @@ from iai.analysis.captions import FIGURES
 from iai.analysis.claims import Options, evaluate_claims, sensitivity
 from iai.analysis.cost import device_table
 from iai.analysis.report_html import page
+from iai.analysis.results_doc import render as results_page
 from iai.analysis.selection import PREDICTION, final_step, higher_is_better, known_learners, labels, quality, reference
 from iai.core import results
 from iai.utils import ConfigError, file_sha256, read_summary, write_json, write_text
@@ -274,11 +276,12 @@ def load_table(path: str | Path, params=None) -> pd.DataFrame:
 def build(results_path: str | Path, figures_dir: str | Path, out: str | Path, metrics_path: str | Path | None,
           params_path: str | Path | None = None, stage_info: list | None = None,
           cost_scaling: str | Path | None = None, tasks_path: str | Path | None = None,
-          device_costs: list | None = None) -> dict:
+          device_costs: list | None = None, results_doc: str | Path | None = None) -> dict:
     """Write the report (and metrics); returns the claims. ``tasks_path``: the per-task table the claims
     are judged on (default: per_task.parquet beside the results); ``cost_scaling``: the JSON of
     ``iai bench cost``, on which claim 6 is judged; ``device_costs``: more such JSONs (other devices,
-    e.g. the committed GPU runs under docs/gpu), each judged by claim 6's rule in the report's device table."""
+    e.g. the committed GPU runs under docs/gpu), each judged by claim 6's rule in the report's device table;
+    ``results_doc``: where to write the results page rendered from the metrics (:mod:`iai.analysis.results_doc`)."""
     params = None
     if params_path:
         from iai.params import load_params
@@ -295,7 +298,7 @@ def build(results_path: str | Path, figures_dir: str | Path, out: str | Path, me
             scaling["claim6"]["regimes"]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ConfigError(f"--cost-scaling: {cost_scaling}: expected the JSON of `iai bench cost` ({err})") from err
-    options = dict(params.report) if params else {}
+    options = {k: v for k, v in vars(params.report).items() if v is not None} if params else {}
     if params:  # n_ctx = B x K_train of the recipe (a family's one-shot rows override it)
         options.setdefault("train_context", params.raw["train"]["batch_size"] * params.raw["train"]["max_steps"])
     claims = evaluate_claims(tasks, options, scaling)
@@ -311,11 +314,14 @@ def build(results_path: str | Path, figures_dir: str | Path, out: str | Path, me
         "devices": device_table([str(x) for x in device_costs], options) if device_costs else None,
     }
     write_text(out, page(context))
+    headline = metrics(df, claims, rules.rules_hash())
     if metrics_path:
-        write_json(metrics_path, metrics(df, claims, rules.rules_hash()))
+        write_json(metrics_path, headline)
         write_json(Path(metrics_path).with_name("comparisons.json"),
                    comparisons(claims, {"hash": rules.rules_hash(), **rules.rules()}, fragile))
         write_text(Path(metrics_path).with_name("claims.md"), claims_markdown(claims, fragile, rules.rules_hash()))
+    if results_doc:
+        write_text(results_doc, results_page(headline, rules.rules()))
     return {"claims": claims}
 
 
@@ -332,10 +338,12 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
                    help="`iai bench cost` outputs of other devices (docs/gpu/cost_*.json), judged by claim 6's rule")
     p.add_argument("--out", default="reports/index.html", help="report HTML (default: reports/index.html)")
     p.add_argument("--metrics", default="reports/metrics.json", help="headline numbers for `dvc metrics`")
+    p.add_argument("--results-doc", metavar="MD", help="also write the repository's results page (docs/results.md) "
+                   "from the metrics; `iai report-doc` renders it again from a metrics.json")
 
 
 def cli_main(args: argparse.Namespace) -> None:
     out = build(args.results, args.figures, args.out, args.metrics, args.params, args.stage_info, args.cost_scaling,
-                args.tasks, args.device_costs)
+                args.tasks, args.device_costs, args.results_doc)
     verdicts = ", ".join(f"{c['claim']}: {c['verdict']}" for c in out["claims"])
     print(f"wrote {args.out} and {args.metrics} (claims {verdicts})")
