@@ -14,7 +14,7 @@ from iai.core.learners.references import applies, reference_learner
 from iai.core.rollout import rollout
 from iai.core.tasks import IMPLICIT_FAMILIES, family_splits, make_family
 from iai.core.tasks.causal import order_metrics, order_ranks
-from iai.params import IMPLICIT_ONLY_KINDS, RunSpec
+from iai.params import IMPLICIT_ONLY_KINDS, ReferencesConfig, RunSpec
 from iai.stages.train import train_run
 from iai.utils import ConfigError
 
@@ -103,7 +103,7 @@ def test_references_run_through_the_rollout_and_sink_search_is_exact_iteratively
     out = {}
     for name in ("random_order", "var_sort", "sink_search"):
         assert applies(name, fam)
-        learner = reference_learner(name, fam, "scm", {}, seed=0)
+        learner = reference_learner(name, fam, "scm", ReferencesConfig(learners=(name,)), seed=0)
         rec = rollout(learner, fam, tasks, batch_size=50, steps="last")
         out[name] = {r["metric"]: r["value"] for r in rec}
     assert out["sink_search"]["edge_accuracy"] > 0.9 and out["var_sort"]["edge_accuracy"] > 0.8

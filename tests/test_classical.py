@@ -15,7 +15,7 @@ from iai.core.learners.classical import NOMINAL_LR, GradientLearner
 from iai.core.learners.references import applies, reference_learner
 from iai.core.rollout import gather_points, minibatch_indices, rollout
 from iai.core.tasks import make_family
-from iai.params import RunSpec, from_dict
+from iai.params import ReferencesConfig, RunSpec, from_dict
 from iai.utils import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,8 +119,8 @@ def test_nominal_rule_is_the_untrained_nominal_parametric_learner(kind, options)
     fam = make_family(kind, **options)
     learned = _nominal_parametric(fam)
     assert not learned.head.weight.any() and not learned.head.bias.any()
-    rule = reference_learner("nominal_rule", fam, "fam", {})
-    assert rule.lr == NOMINAL_LR == pytest.approx(0.5, abs=1e-4)
+    rule = reference_learner("nominal_rule", fam, "fam", ReferencesConfig(learners=("nominal_rule",)))
+    assert rule.lr == NOMINAL_LR == pytest.approx(0.5, abs=1e-4)  # the params' default is the rule as written
     tasks = fam.sample(3, 30, 6, 0)  # 30 points in mini-batches of 8: the last has 6
     with torch.no_grad():
         s_learned, s_rule = learned.init(tasks.x_valid), rule.init(tasks.x_valid)
@@ -138,7 +138,8 @@ def test_new_references_apply_where_sgd_does_and_build():
     families = {"linreg": make_family("linear_regression", dim=3),
                 "logreg": make_family("linear_classification", dim=3),
                 "mlp": make_family("nonlinear_regression", dim=3, hidden=4), "scm": make_family("causal_order", dim=4)}
-    refs = {name: {"lr": {f: 0.1 for f in families}} for name in ("sgd_avg", "adam_avg")}
+    rates = {name: {"lr": {f: 0.1 for f in families}} for name in ("sgd_avg", "adam_avg")}
+    refs = ReferencesConfig.from_dict({"learners": ["sgd_avg", "adam_avg", "nominal_rule"], **rates})
     for fname, fam in families.items():
         for name in ("sgd_avg", "adam_avg", "nominal_rule"):
             assert applies(name, fam) == applies("sgd", fam)
@@ -148,14 +149,16 @@ def test_new_references_apply_where_sgd_does_and_build():
                 tasks = fam.sample(2, 20, 4, 0)
                 records = rollout(learner, fam, tasks, 8, steps="last")
                 assert all(math.isfinite(r["value"]) for r in records)
-    assert reference_learner("nominal_rule", families["linreg"], "linreg", {"nominal_rule": {"lr": 0.25}}).lr == 0.25
+    refs = ReferencesConfig.from_dict({"learners": ["nominal_rule"], "nominal_rule": {"lr": 0.25}})
+    assert reference_learner("nominal_rule", families["linreg"], "linreg", refs).lr == 0.25
 
 
 def test_a_missing_learning_rate_names_the_param_path():
     fam = make_family("linear_regression", dim=3)
     for name in ("sgd_avg", "adam_avg"):
         with pytest.raises(ConfigError, match=rf"references\.{name}\.lr: no learning rate for family 'linreg'"):
-            reference_learner(name, fam, "linreg", {name: {"lr": {"other": 0.1}}})
+            reference_learner(name, fam, "linreg", ReferencesConfig.from_dict({"learners": [name],
+                                                                               name: {"lr": {"other": 0.1}}}))
     raw = yaml.safe_load((ROOT / "params" / "default.yaml").read_text())
     for name in ("sgd_avg", "adam_avg"):
         edited = copy.deepcopy(raw)

@@ -87,8 +87,8 @@ def test_evaluating_the_references_together_gives_each_ones_rows(tmp_path, small
     that applies to the family, with the same per-task numbers as evaluating each alone."""
     import pandas as pd
 
+    from iai.core.plan import family_references
     from iai.core.tasks import build_family
-    from iai.stages.evaluate import family_references
 
     path, _ = small_params
     assert iai("generate", "--params", str(path), "--family", "linreg", "--out", "banks", cwd=tmp_path).returncode == 0

@@ -15,7 +15,7 @@ from iai.core.rollout import rollout
 from iai.core.tasks import MixtureGenerationTasks, make_family
 from iai.core.tasks.generation import empirical_velocity, euler_generate, mixture_log_prob, mixture_velocity, mmd2
 from iai.core.tasks.images import build_pool
-from iai.params import RunSpec
+from iai.params import ReferencesConfig, RunSpec
 from iai.stages.train import train_run
 from iai.utils import ConfigError, generator
 
@@ -103,7 +103,7 @@ def test_metrics_and_the_true_samples_floor_through_the_rollout():
     assert applies("true_samples", fam)
     for name in ("sgd", "map", "knn", "random_order", "var_sort"):
         assert not applies(name, fam)
-    ref = reference_learner("true_samples", fam, "mog", {}, seed=0)
+    ref = reference_learner("true_samples", fam, "mog", ReferencesConfig(learners=("true_samples",)), seed=0)
     rec = rollout(ref, fam, tasks, batch_size=16, steps="all")
     by = {(r["step"], r["metric"]): r["value"] for r in rec}
     assert set(m for _, m in by) == {"mmd", "sample_nll", "cfm_loss"}

@@ -14,6 +14,7 @@ from iai.core.rollout import rollout
 from iai.core.tasks import ImageClassificationTasks, family_splits, make_family
 from iai.core.tasks.bank import load_bank, save_bank
 from iai.core.tasks.idx import read_idx, write_idx
+from iai.params import ReferencesConfig
 from iai.utils import ConfigError, generator
 
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -214,7 +215,8 @@ def test_embeddings_npz(tmp_path):
     assert fam.dim == 20 and set(family_splits(fam)) == {"id", "ood_classes", "ood_shift"}
     assert family_splits(fam)["ood_shift"].input_noise == 1.0
     tasks = fam.sample(16, 64, 32, seed=0)
-    rec = rollout(reference_learner("knn", fam, "emb", {"knn": {"k": 5}}), fam, tasks, batch_size=64, steps="last")
+    knn = reference_learner("knn", fam, "emb", ReferencesConfig.from_dict({"learners": ["knn"], "knn": {"k": 5}}))
+    rec = rollout(knn, fam, tasks, batch_size=64, steps="last")
     assert {r["metric"]: r["value"] for r in rec}["error_rate"] < 0.1  # well separated clusters
     cls, _, _ = dataset_classes(fam, 50, 10, 10)
     assert not torch.isin(cls, torch.tensor([40, 50])).any()
@@ -250,7 +252,8 @@ def test_references_on_digits_are_far_below_chance():
     id MAP 0.12, kNN 0.12, SGD 0.17, Adam 0.18; ood_classes MAP 0.19, kNN 0.21, SGD 0.25, Adam 0.26."""
     fam = make_family("image_classification", n_classes=5, dim=16, held_out_classes=[7, 8, 9])
     splits = family_splits(fam)
-    refs = {"sgd": {"lr": {"digits": 1.0}}, "adam": {"lr": {"digits": 0.1}}, "knn": {"k": 8}}
+    refs = ReferencesConfig.from_dict({"learners": ["map", "knn", "sgd", "adam"], "sgd": {"lr": {"digits": 1.0}},
+                                       "adam": {"lr": {"digits": 0.1}}, "knn": {"k": 8}})
     errors = {}
     for split in ("id", "ood_classes"):
         f = splits[split]

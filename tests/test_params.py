@@ -1,12 +1,22 @@
 """Params: the schema names the offending key; cross-references are checked; defaults merge."""
 
 import copy
+import typing
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from iai.params import from_dict, load_params
+from iai.params import (
+    BenchConfig,
+    EvaluateConfig,
+    ReferencesConfig,
+    ReportConfig,
+    from_dict,
+    load_params,
+    schema,
+)
 from iai.utils import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +40,9 @@ def test_shipped_params_files_are_valid():
     (lambda r: r["banks"].update(n_tasks="many"), "banks.n_tasks: expected an integer, got 'many'"),
     (lambda r: r["train"].update(lr=0), "train.lr: expected a number > 0, got 0"),
     (lambda r: r.update(colour="blue"), "unknown key(s)"),
+    (lambda r: r["evaluate"].update(cost_max_n=16384),
+     "evaluate: unknown key(s): 'cost_max_n' was unexpected (cost_max_n is now bench.max_n)"),
+    (lambda r: r["bench"].update(families=["nope"]), "bench.families: unknown family 'nope'"),
     (lambda r: r["evaluate"].update(sizes=[16, 99999]), "evaluate.sizes: [99999] exceed banks.n_train"),
     (lambda r: r["references"]["sgd"]["lr"].pop("linreg"), "references.sgd.lr: no learning rate for family ['linreg']"),
     (lambda r: r["runs"].append({"family": "nope", "name": "x", "regime": "implicit"}), "runs."),
@@ -79,3 +92,68 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_params(bad)
+
+
+SECTIONS = {"evaluate": EvaluateConfig, "bench": BenchConfig, "references": ReferencesConfig, "report": ReportConfig}
+
+
+def _section_classes(config: type) -> list[tuple[str, type]]:
+    """The dataclass of a section and those of its nested sections (references.sgd, ...), by schema path."""
+    nested = [(name, kind) for name, kind in typing.get_type_hints(config).items() if is_dataclass(kind)]
+    return [("", config)] + nested
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_the_schema_names_the_fields_of_each_section_dataclass(section):
+    """The schema validates a section and its dataclass holds it: the same keys, nested sections too."""
+    for path, config in _section_classes(SECTIONS[section]):
+        spec = schema()["properties"][section]
+        spec = spec["properties"][path] if path else spec
+        assert set(spec["properties"]) == {f.name for f in fields(config)}, f"{section}.{path}"
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_the_schema_quotes_no_default_of_a_section_dataclass(section):
+    """Defaults live in the dataclasses alone: a description may point there, never repeat a value."""
+    def descriptions(node):
+        if isinstance(node, dict):
+            yield from [node["description"]] if isinstance(node.get("description"), str) else []
+            for value in node.values():
+                yield from descriptions(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from descriptions(value)
+
+    for text in descriptions(schema()["properties"][section]):
+        assert "default" not in text.replace(f"defaults in iai.params.{SECTIONS[section].__name__}", ""), text
+
+
+def test_a_minimal_params_file_gets_the_dataclass_defaults():
+    raw = {"seed": 0, "families": {"f": {"kind": "linear_regression"}}, "banks": {"n_tasks": 2, "n_train": 16,
+           "n_valid": 4}, "references": {"learners": ["bayes"]}, "model": {}, "train": {}, "runs": [],
+           "evaluate": {"sizes": [16]}}
+    p = from_dict(raw)
+    assert p.evaluate == EvaluateConfig(sizes=(16,))
+    assert p.bench == BenchConfig() and p.report == ReportConfig()
+    assert p.references == ReferencesConfig(learners=("bayes",))
+
+
+def test_sections_read_as_typed_fields(raw):
+    p = from_dict(raw)
+    assert p.bench.families == tuple(raw["bench"]["families"]) and p.bench.max_n == raw["bench"]["max_n"]
+    assert p.references.sgd.lr == raw["references"]["sgd"]["lr"] and p.references.knn.k == raw["references"]["knn"]["k"]
+    assert p.report.level == raw["report"]["level"] and len(p.report.primary) == len(raw["report"]["primary"])
+    assert p.raw["evaluate"] == raw["evaluate"]  # the workflow's job settings read the file as written
+
+
+def test_the_nominal_rule_default_is_the_rule_as_written():
+    from iai.core.learners.classical import NOMINAL_LR
+
+    assert ReferencesConfig(learners=()).nominal_rule.lr == NOMINAL_LR
+
+
+def test_a_run_knows_its_batch_and_context_size(raw):
+    raw["report"].pop("primary")
+    raw["runs"] = [{"family": "linreg", "name": "r", "regime": "parametric", "train": {"max_steps": 3}}]
+    run = from_dict(raw).run("linreg", "r")
+    assert run.batch_size == raw["train"]["batch_size"] and run.context_size == raw["train"]["batch_size"] * 3

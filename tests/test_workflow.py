@@ -487,11 +487,13 @@ def test_dvc_repro_after_a_claims_option_change_reruns_the_report_only(tiny_run,
 
 @pytest.mark.slow
 def test_a_cost_scaling_option_change_replans_the_cost_scaling_job_alone(tiny_run, tmp_path):
-    # evaluate.cost_scaling_tasks is read by `iai bench cost` only: the cost table of `iai bench`
+    # bench.scaling_tasks is read by `iai bench cost` only: the cost table of `iai bench`
     # (the bench rule) must not rerun for it, nor any training or evaluation
+    from iai.params import load_params
+
     ws = copy_run(tiny_run[0], tmp_path / "ws")
     raw = yaml.safe_load((ws / TINY).read_text())
-    raw["evaluate"]["cost_scaling_tasks"] = raw["evaluate"].get("cost_scaling_tasks", 8) + 1
+    raw["bench"]["scaling_tasks"] = load_params(ws / TINY).bench.scaling_tasks + 1
     (ws / TINY).write_text(yaml.safe_dump(raw, sort_keys=False))
     res = snakemake(ws, "--dry-run")
     assert res.returncode == 0, res.stderr

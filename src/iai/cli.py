@@ -19,6 +19,7 @@ COMMANDS = {
     "merge": ("iai.stages.merge", "merge evaluation rows into the results table"),
     "figures": ("iai.analysis.figures", "draw the figures from the results table"),
     "report": ("iai.analysis.report", "write reports/index.html and reports/metrics.json"),
+    "report-doc": ("iai.analysis.results_doc", "write docs/results.md again from reports/metrics.json"),
     "bench": ("iai.stages.bench", "measure wall time and peak memory of iterative vs one-shot learners"),
     "verify": ("iai.stages.verify", "check that every artifact still matches the content hash written with it"),
     "data": ("iai.stages.data", "download MNIST / Fashion-MNIST IDX files for the image_classification family"),

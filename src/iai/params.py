@@ -10,6 +10,8 @@ offending key and what was expected, e.g.::
 from __future__ import annotations
 
 import copy
+import math
+import typing
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -78,6 +80,114 @@ class RunSpec:
     def mode(self) -> str:
         return self.learner.get("mode", "iterative")
 
+    @property
+    def batch_size(self) -> int:
+        """B: the points of one mini-batch step (train.batch_size)."""
+        return self.train["batch_size"]
+
+    @property
+    def context_size(self) -> int:
+        """n_ctx = B x K_train (train.batch_size * train.max_steps): the most points a training rollout reads."""
+        return self.batch_size * self.train["max_steps"]
+
+
+class Section:
+    """A params section as a frozen dataclass: its fields are the schema's keys (tests/test_params.py
+    checks that they agree) and their defaults are the only ones; readers take the fields."""
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None):
+        """The section from its validated mapping: nested sections built the same way, lists as tuples."""
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for key, value in (raw or {}).items():
+            kind = hints[key]
+            if isinstance(kind, type) and issubclass(kind, Section):
+                value = kind.from_dict(value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            values[key] = value
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(Section):
+    """``evaluate:``: the sizes every learner is evaluated at and how its rollouts read them (``iai evaluate``)."""
+
+    sizes: tuple[int, ...]
+    epochs: int = 1
+    schedule: str = "epochs"
+    steps: str | tuple[int, ...] = "log"
+    task_chunk: int | None = None  # None: every task of a split in one chunk
+    one_shot_full_max: int | None = None  # None: a one-shot learner reads all n at every size
+
+
+@dataclass(frozen=True)
+class BenchConfig(Section):
+    """``bench:``: the cost measurements, ``iai bench`` (the table) and ``iai bench cost`` (claim 6's scaling)."""
+
+    families: tuple[str, ...] | None = None  # None: every family that has an (iterative, one-shot) pair
+    sizes: tuple[int, ...] = (64, 256, 1024)
+    tasks: int = 8
+    repeats: int = 3
+    max_n: int = 16384
+    scaling_tasks: int = 8
+
+
+@dataclass(frozen=True)
+class TunedReference(Section):
+    """A gradient reference whose learning rate is tuned per family (``iai tune-lr``)."""
+
+    lr: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SGDReference(TunedReference):
+    momentum: float = 0.0
+
+
+@dataclass(frozen=True)
+class NominalRuleReference(Section):
+    # the rule as written: exp of the learned parametric learners' initial log_lr
+    # (iai.core.learners.classical.NOMINAL_LR; tests/test_params.py checks that they agree)
+    lr: float = math.exp(-0.6931)
+
+
+@dataclass(frozen=True)
+class KNNReference(Section):
+    k: int = 8
+
+
+@dataclass(frozen=True)
+class ReferencesConfig(Section):
+    """``references:``: the exact and classical learners evaluated beside the learned ones, and their options."""
+
+    learners: tuple[str, ...]
+    lr_grid: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)  # the rates `iai tune-lr` tries
+    sgd: SGDReference = field(default_factory=SGDReference)
+    adam: TunedReference = field(default_factory=TunedReference)
+    sgd_avg: TunedReference = field(default_factory=TunedReference)
+    adam_avg: TunedReference = field(default_factory=TunedReference)
+    nominal_rule: NominalRuleReference = field(default_factory=NominalRuleReference)
+    knn: KNNReference = field(default_factory=KNNReference)
+
+
+@dataclass(frozen=True)
+class ReportConfig(Section):
+    """``report:``: the claims' stated rules (:mod:`iai.analysis.claims`), fixed before any result;
+    :class:`iai.analysis.cells.Options` is this section with ``train_context`` resolved."""
+
+    level: float = 0.95               # two-sided; each one-sided test at (1 - level) / 2
+    min_seeds: int = 3                # runs with fewer training seeds are reported, not judged
+    competence_gap: float = 0.5       # fraction of the trivial-to-reference gap a judged learner closes
+    history_margin: float = 0.10      # claim 4: "barely" = the relative change within +- margin
+    cost_flop_factor: float = 1.5     # claim 6 (iai.analysis.cost)
+    cost_slope_tolerance: float = 0.3
+    # n_ctx marked on the plots and read by the claims; None: each reader derives it from the table and
+    # the train section (iai.analysis.figures, iai.analysis.report)
+    train_context: int | None = None
+    primary: tuple[dict, ...] = ()    # the pre-registered comparisons
+
 
 @dataclass(frozen=True)
 class Params:
@@ -85,11 +195,12 @@ class Params:
     device: str
     families: dict[str, FamilySpec]
     banks: dict[str, int]
-    references: dict[str, Any]
+    references: ReferencesConfig
     runs: list[RunSpec]
-    evaluate: dict[str, Any]
-    report: dict[str, Any] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    evaluate: EvaluateConfig
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the file as read (the workflow's job settings)
     path: str = "<dict>"
 
     def run(self, family: str, name: str) -> RunSpec:
@@ -103,6 +214,11 @@ class Params:
         if name not in self.families:
             raise ConfigError(f"{self.path}: families: no family {name!r}; expected one of {sorted(self.families)}")
         return self.families[name]
+
+
+# keys that moved to another section, by (section, key): the unknown-key error names where they went
+MOVED = {("evaluate", f"cost_{key}"): f"bench.{key}"
+         for key in ("families", "sizes", "tasks", "repeats", "max_n", "scaling_tasks")}
 
 
 def _where(error: jsonschema.ValidationError) -> str:
@@ -127,7 +243,10 @@ def _explain(error: jsonschema.ValidationError) -> str:
     if v == "required":
         return error.message
     if v == "additionalProperties":
-        return f"unknown key(s): {error.message.split('(')[-1].rstrip(')')}"
+        where = _where(error)
+        unknown = f"unknown key(s): {error.message.split('(')[-1].rstrip(')')}"
+        moved = [f"{key} is now {MOVED[where, key]}" for key in sorted(error.instance) if (where, key) in MOVED]
+        return unknown + (f" ({'; '.join(moved)})" if moved else "")
     return error.message
 
 
@@ -169,6 +288,10 @@ def _cross_check(raw: dict, source: str, learning_rates: bool = True) -> None:
         if "valid" in (spec.get("splits") or {}):
             raise ConfigError(f"{source}: families.{name}.splits.valid: 'valid' names the bank's validation tasks "
                               "(banks.valid_tasks); give the split another name")
+    for family in raw.get("bench", {}).get("families", []):
+        if family not in families:
+            raise ConfigError(f"{source}: bench.families: unknown family {family!r}; "
+                              f"expected one of {sorted(families)}")
     too_big = [n for n in raw["evaluate"]["sizes"] if n > raw["banks"]["n_train"]]
     if too_big:
         raise ConfigError(f"{source}: evaluate.sizes: {too_big} exceed banks.n_train = {raw['banks']['n_train']}")
@@ -218,8 +341,9 @@ def from_dict(raw: dict[str, Any], source: str = "<dict>", learning_rates: bool 
         seeds = run.pop("seeds", raw.get("seeds", 1))
         runs.append(RunSpec(family=family, name=name, learner=run, model=model, train=train, seeds=seeds))
     return Params(seed=raw["seed"], device=raw.get("device", "auto"), families=families, banks=raw["banks"],
-                  references=raw["references"], runs=runs, evaluate=raw["evaluate"],
-                  report=raw.get("report", {}), raw=raw, path=source)
+                  references=ReferencesConfig.from_dict(raw["references"]), runs=runs,
+                  evaluate=EvaluateConfig.from_dict(raw["evaluate"]), bench=BenchConfig.from_dict(raw.get("bench")),
+                  report=ReportConfig.from_dict(raw.get("report")), raw=raw, path=source)
 
 
 def load_params(path: str | Path, learning_rates: bool = True) -> Params:

@@ -4,9 +4,8 @@ import json
 from pathlib import Path
 
 from iai.analysis.captions import FIGURES
+from iai.core.plan import ALL_REFERENCES, ALL_RUNS, bench_families, evaluation_jobs, family_runs
 from iai.params import load_params
-from iai.stages.bench import TABLE_KEYS as BENCH_TABLE_KEYS, cost_pairs
-from iai.stages.evaluate import ALL_REFERENCES, ALL_RUNS, evaluation_jobs, family_runs
 from iai.utils import ConfigError
 
 PARAMS_FILE = config["params"]
@@ -23,22 +22,14 @@ RUNS = [(r.family, r.name) for r in PARAMS.runs]  # trained: (family, learner)
 SEEDS = {(r.family, r.name): r.seeds for r in PARAMS.runs}  # training seeds per run
 # trained in one job per run, by train_run: the runs with the params' `seeds` (more than one)
 RUNS_OF_ALL_SEEDS = [run for run, n in SEEDS.items() if n == RAW.get("seeds", 1) and n > 1]
-BENCH = {f: [name for pair in cost_pairs(PARAMS, f) for name in pair]
-         for f in RAW["evaluate"].get("cost_families", FAMILIES)}
-BENCH = {f: names for f, names in BENCH.items() if names}  # families with an (iterative, one-shot) pair
+BENCH = bench_families(PARAMS)  # measured by `iai bench`: family -> the runs of its (iterative, one-shot) pairs
 # the family whose learners `iai bench cost` measures for claim 6: the first cost family with a pair
 COST_SCALING_FAMILY = next(iter(BENCH), FAMILIES[0])
-COST_MAX_N = RAW["evaluate"].get("cost_max_n", 16384)  # the largest n of `iai bench cost`
-COST_REPEATS = RAW["evaluate"].get("cost_repeats", 3)
-COST_SCALING_TASKS = RAW["evaluate"].get("cost_scaling_tasks", 8)  # tasks per call of `iai bench cost`
 COST_SCALING = "data/results/cost/scaling.json"  # claim 6 is judged on it
 FIGURE_FILES = [f"reports/figures/{name}" for name in FIGURES]
 # cost benchmarks of other devices, committed (GPU runs): the report judges each by claim 6's rule
 DEVICE_COSTS = sorted(str(p) for p in Path("docs/gpu").glob("cost_*.json"))
 
-for family in set(RAW["evaluate"].get("cost_families", [])) - set(FAMILIES):
-    raise WorkflowError(f"invalid params: {PARAMS_FILE}: evaluate.cost_families: {family!r} is not a family; "
-                        f"expected one of {FAMILIES}")
 if "scaling" in FAMILIES:
     raise WorkflowError(f"invalid params: {PARAMS_FILE}: families: a family may not be called 'scaling' "
                         f"({COST_SCALING} holds the cost scaling of `iai bench cost`)")
@@ -95,7 +86,7 @@ def run_settings(family, learner):
 
 def evaluation_settings(family, learner):
     common = dict(seed=RAW["seed"], device=RAW.get("device"), family=RAW["families"][family],
-                  evaluate={k: v for k, v in RAW["evaluate"].items() if not k.startswith("cost_")})
+                  evaluate=RAW["evaluate"])
     if learner == ALL_REFERENCES:
         return settings(**common, batch_size=RAW["train"]["batch_size"], references=RAW["references"])
     names = family_runs(PARAMS, family) if learner == ALL_RUNS else [learner]

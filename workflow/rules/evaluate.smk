@@ -37,9 +37,10 @@ rule bench:
         summary="data/results/cost/{family}.json",
     params:
         file=PARAMS_FILE,
-        # what `iai bench` (the table) reads: not cost_max_n or cost_scaling_tasks, which are the cost_scaling rule's
+        # what `iai bench` (the table) reads: not bench.max_n or bench.scaling_tasks, which are the cost_scaling rule's
         settings=lambda w: settings(seed=RAW["seed"], device=RAW.get("device"), family=RAW["families"][w.family],
-                                    evaluate={k: v for k, v in RAW["evaluate"].items() if k in BENCH_TABLE_KEYS}),
+                                    bench=dict(sizes=PARAMS.bench.sizes, tasks=PARAMS.bench.tasks,
+                                               repeats=PARAMS.bench.repeats)),
     wildcard_constraints:
         family=r"(?!scaling$)[A-Za-z0-9][A-Za-z0-9_.-]*",  # data/results/cost/scaling.* is the cost_scaling rule's
     threads: workflow.cores
@@ -54,7 +55,7 @@ rule bench:
 
 rule cost_scaling:
     """Claim 6 where attention dominates: `iai bench cost`, each regime's iterative learner against its
-    one-shot twin (untrained: cost depends on the architecture), n doubling to evaluate.cost_max_n.
+    one-shot twin (untrained: cost depends on the architecture), n doubling to bench.max_n.
 
     It takes every core so that no other job runs beside it and disturbs the timings.
     """
@@ -66,13 +67,13 @@ rule cost_scaling:
     params:
         file=PARAMS_FILE,
         family=COST_SCALING_FAMILY,
-        max_n=COST_MAX_N,
-        repeats=COST_REPEATS,
-        tasks=COST_SCALING_TASKS,
+        max_n=PARAMS.bench.max_n,
+        repeats=PARAMS.bench.repeats,
+        tasks=PARAMS.bench.scaling_tasks,
         settings=settings(family=RAW["families"][COST_SCALING_FAMILY], model=RAW["model"], train=RAW["train"],
                           runs=[r for r in RAW["runs"]
                                 if r["family"] == COST_SCALING_FAMILY and r["name"] in BENCH.get(COST_SCALING_FAMILY, [])],
-                          max_n=COST_MAX_N, repeats=COST_REPEATS, tasks=COST_SCALING_TASKS),
+                          max_n=PARAMS.bench.max_n, repeats=PARAMS.bench.repeats, tasks=PARAMS.bench.scaling_tasks),
     threads: workflow.cores
     resources:
         gpu=1,

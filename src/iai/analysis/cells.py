@@ -6,33 +6,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from iai.analysis import stats
-from iai.analysis.selection import LEARNED, REFERENCE, better_sign, primary_metric
+from iai.analysis.selection import REFERENCE, better_sign, primary_metric
 from iai.core.results import (
     VALID_SPLIT,  # the banks' validation tasks: the gate reads them, no verdict does
 )
+from iai.core.vocab import LEARNED_REGIMES
+from iai.params import ReportConfig
 
 RELATIVE = stats.RELATIVE
 TRIVIAL = ("prior", "random_order")  # a family's trivial predictor, by preference
 
 
 @dataclass(frozen=True)
-class Options:
-    """The claims' stated rules (params ``report:``), fixed before any result."""
+class Options(ReportConfig):
+    """The claims' stated rules: the params' ``report:`` section (its fields and defaults are
+    :class:`iai.params.ReportConfig`'s), fixed before any result, with the training context resolved."""
 
-    level: float = 0.95               # two-sided; each one-sided test at (1 - level) / 2
-    min_seeds: int = 3                # runs with fewer training seeds are reported, not judged
-    competence_gap: float = 0.5       # fraction of the trivial-to-reference gap a judged learner closes
-    history_margin: float = 0.10      # claim 4: "barely" = the relative change within +- margin
-    cost_flop_factor: float = 1.5     # claim 6 (iai.analysis.cost)
-    cost_slope_tolerance: float = 0.3
-    train_context: int = 128          # n_ctx = B x K_train
-    primary: tuple = field(default_factory=tuple)  # the pre-registered comparisons (dicts)
+    train_context: int = 128          # n_ctx = B x K_train (iai.analysis.report: the recipe's; 128: the default's)
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "Options":
@@ -85,7 +81,7 @@ class Cells:
         self.learners = t.drop_duplicates(["family", "learner", "mode"])[cols]
         self._present = self.learners.groupby("family")["learner"].agg(set).to_dict()
         self._learned = {(f, n) for f, n, r in zip(self.learners.family, self.learners.learner, self.learners.regime)
-                         if r in LEARNED}
+                         if r in LEARNED_REGIMES}
         self.seeds = t.groupby(["family", "learner", "mode"])["seed"].nunique().to_dict()
 
     def rows(self, family, split, learner, n, metric=None, mode="iterative", context="all",

@@ -42,10 +42,11 @@ import pandas as pd
 from iai.analysis import stats
 from iai.analysis.cells import Cells, Options, fmt_effect, side_label
 from iai.analysis.cost import judge_cost
-from iai.analysis.selection import LEARNED, prediction
+from iai.analysis.selection import prediction
 from iai.core.results import (
     VALID_SPLIT,  # the banks' validation tasks: the gate reads them, no verdict does
 )
+from iai.core.vocab import LEARNED_REGIMES
 from iai.params import IMPLICIT_ONLY_KINDS
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
@@ -124,15 +125,30 @@ def _text(records: list[dict]) -> str:
     return "; ".join(out)
 
 
-def _result(claim: str, test: str, records: list[dict], secondary: list[dict], options: Options) -> dict:
-    kind = records[0]["test"] if records else "a_better"
-    verdict, why = judge(records, kind, options)
+def rule_kind(claim: str, options: Options) -> str:
+    """The test a claim's primary comparisons name (``a_better`` or ``equivalence``; its first entry decides)."""
+    return next((spec.get("test", "a_better") for spec in options.primary if str(spec["claim"]) == claim), "a_better")
+
+
+def stated_test(claim: str, options: Options) -> str:
+    """A claim's test as the report states it: what is compared (:data:`TEST_TEXT`), then the rule."""
+    kind = rule_kind(claim, options)
     rule = ("equivalence: two one-sided tests against +-{:.0%}".format(options.history_margin) if kind == "equivalence"
             else "directional: A better than B")
-    return {"claim": claim, "title": TITLES[claim], "test": test + f" Rule: {rule}, Holm over the primaries, "
-            f"one-sided tests at {(1 - options.level) / 2:g}.", "precondition":
-            f">= {options.min_seeds} training seeds; each learner closes >= {options.competence_gap:.0%} of the "
-            "trivial-to-reference gap on validation tasks at the compared n", "verdict": verdict,
+    return (TEST_TEXT[claim] + f" Rule: {rule}, Holm over the primaries, one-sided tests at "
+            f"{(1 - options.level) / 2:g}.")
+
+
+def precondition(options: Options) -> str:
+    """What a comparison needs to be judged (claims 1 to 5)."""
+    return (f">= {options.min_seeds} training seeds; each learner closes >= {options.competence_gap:.0%} of the "
+            "trivial-to-reference gap on validation tasks at the compared n")
+
+
+def _result(claim: str, records: list[dict], secondary: list[dict], options: Options) -> dict:
+    verdict, why = judge(records, rule_kind(claim, options), options)
+    return {"claim": claim, "title": TITLES[claim], "test": stated_test(claim, options),
+            "precondition": precondition(options), "verdict": verdict,
             "effect": [_public(r) for r in records], "numbers": [_public(r) for r in records + secondary],
             "explanation": f"{why}. Primary: {_text(records)}" + (f". {len(secondary)} secondary comparison(s), "
                                                                   "reported, deciding nothing" if secondary else "")}
@@ -148,7 +164,7 @@ def _public(r: dict) -> dict:
 def _learned(cells: Cells, **cols) -> pd.DataFrame:
     """Learned learners (not nominal) whose columns match ``cols``."""
     L = cells.learners
-    sel = L.regime.isin(LEARNED) & ~L.nominal.astype(bool)
+    sel = L.regime.isin(LEARNED_REGIMES) & ~L.nominal.astype(bool)
     for k, v in cols.items():
         sel &= L[k].isin(v) if isinstance(v, (list, tuple, set)) else (L[k] == v)
     return L[sel]
@@ -303,7 +319,7 @@ def _judge_all(cells: Cells, pred: Cells, o: Options, cost_scaling: dict | None,
         records = primary_comparisons(cells, claim)
         base = cells if claim in ("1", "1b") else pred
         more = [r for f in SECONDARY[claim] for r in f(base)] if secondary else []
-        out.append(_result(claim, TEST_TEXT[claim], records, more, o))
+        out.append(_result(claim, records, more, o))
     out.append(judge_cost(cost_scaling, {"level": o.level, "cost_flop_factor": o.cost_flop_factor,
                                          "cost_slope_tolerance": o.cost_slope_tolerance}))
     return out

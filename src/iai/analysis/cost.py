@@ -78,7 +78,11 @@ from pathlib import Path
 
 import pandas as pd
 
-DEFAULTS = {"cost_flop_factor": 1.5, "cost_slope_tolerance": 0.3, "cost_attention_share": 0.9, "level": 0.95}
+from iai.params import ReportConfig
+
+_RULES = ReportConfig()  # the params' report defaults; the attention share is this module's own
+DEFAULTS = {"cost_flop_factor": _RULES.cost_flop_factor, "cost_slope_tolerance": _RULES.cost_slope_tolerance,
+            "cost_attention_share": 0.9, "level": _RULES.level}
 MIN_SIZES = 3  # sizes in the fit range: two points give a slope but no check of the line
 TITLE = "Iterating is about K times cheaper than one shot over the same data"
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
@@ -306,27 +310,39 @@ def _fmt(v: float) -> str:
     return "nan" if v is None or not math.isfinite(v) else f"{v:.3g}"
 
 
-def judge_cost(scaling: dict | None, options=None) -> dict:
-    """Claim 6's result from an ``iai bench cost`` JSON (a dict; None: no measurement): the keys of
-    every claim (``claim``, ``title``, ``test``, ``precondition``, ``verdict``, ``effect``,
-    ``numbers``: one row per regime, ``explanation``). ``options``: the params' ``report:`` section
-    (a dict or an object with those attributes); the thresholds are in :data:`DEFAULTS`."""
+def cost_rule(options=None) -> str:
+    """Claim 6's rule as the report states it, after what was measured (``options`` as :func:`judge_cost`'s)."""
     o = _options(options)
     f, tol, share, level = o["cost_flop_factor"], o["cost_slope_tolerance"], o["cost_attention_share"], o["level"]
-    pre = (f"both sides timed the same way (both compiled or both eager, the same CPU threads), on one machine; at "
-           f"least {MIN_SIZES} sizes where both ran and one shot's counted attention is >= {share:g} of its FLOPs")
-    if not scaling or not scaling.get("regimes"):
-        return _result("`iai bench cost`", pre, "inconclusive", [], "no cost scaling measured")
-    device = scaling.get("device_name", scaling.get("device"))
-    test = (f"`iai bench cost` on {device}: per regime an iterative learner (B = {scaling['batch_size']}) against its "
-            f"one-shot twin on the same {scaling.get('n_tasks')} tasks per call, n doubling to {max(scaling['n'])}. "
-            f"(a) The counted attention FLOPs one shot / iterating at the largest n where both ran lie within "
+    return (f"(a) The counted attention FLOPs one shot / iterating at the largest n where both ran lie within "
             f"K/{f:g}..{f:g}K (K = n/B). (b) The time ratio R(n) = t_one_shot / t_iterating grows like K: the "
             f"least-squares slope of log R against log n, over the sizes where one shot's counted attention is >= "
             f"{share:g} of its FLOPs, has its {level:.0%} interval (t, from the repeats' within-n variance, else from "
             f"the sizes' residuals) within 1 +- {tol:g}. A regime reproduces when (a) and (b) hold, is contradicted "
             f"when (a) fails or the interval lies wholly outside 1 +- {tol:g}, and is inconclusive otherwise. "
             "Reproduced when every regime reproduces, contradicted when one is contradicted.")
+
+
+def cost_precondition(options=None) -> str:
+    """What claim 6's time evidence needs (``options`` as :func:`judge_cost`'s)."""
+    share = _options(options)["cost_attention_share"]
+    return (f"both sides timed the same way (both compiled or both eager, the same CPU threads), on one machine; at "
+            f"least {MIN_SIZES} sizes where both ran and one shot's counted attention is >= {share:g} of its FLOPs")
+
+
+def judge_cost(scaling: dict | None, options=None) -> dict:
+    """Claim 6's result from an ``iai bench cost`` JSON (a dict; None: no measurement): the keys of
+    every claim (``claim``, ``title``, ``test``, ``precondition``, ``verdict``, ``effect``,
+    ``numbers``: one row per regime, ``explanation``). ``options``: the params' ``report:`` section
+    (a dict or an object with those attributes); the thresholds are in :data:`DEFAULTS`."""
+    o = _options(options)
+    pre = cost_precondition(o)
+    if not scaling or not scaling.get("regimes"):
+        return _result("`iai bench cost`", pre, "inconclusive", [], "no cost scaling measured")
+    device = scaling.get("device_name", scaling.get("device"))
+    test = (f"`iai bench cost` on {device}: per regime an iterative learner (B = {scaling['batch_size']}) against its "
+            f"one-shot twin on the same {scaling.get('n_tasks')} tasks per call, n doubling to {max(scaling['n'])}. "
+            + cost_rule(o))
     rows = [judge_regime(scaling, regime, rec, o) for regime, rec in scaling["regimes"].items()]
     verdicts = [r["verdict"] for r in rows]
     verdict = ("contradicted" if "contradicted" in verdicts

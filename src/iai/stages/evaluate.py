@@ -1,8 +1,8 @@
 """``iai evaluate``: roll one learner (every training seed of it) out on a family's task banks at growing n.
 
-``--learner references`` (:data:`ALL_REFERENCES`) evaluates every reference of the params that
-applies to the family, one after another in one process, into one table, and ``--learner runs``
-(:data:`ALL_RUNS`) every learned run of the family (every training seed of each): the workflow's two
+``--learner references`` (:data:`iai.core.plan.ALL_REFERENCES`) evaluates every reference of the params
+that applies to the family, one after another in one process, into one table, and ``--learner runs``
+(:data:`iai.core.plan.ALL_RUNS`) every learned run of the family (every training seed of each): the workflow's two
 jobs per family. A job's fixed cost (Snakemake's dispatch, the process, 3-4 s of imports) was about
 6 s, while a run's evaluation computes for 1-20 s: one job per run spent a third of the evaluation
 stage starting processes (40 jobs on the default recipe, against 14).
@@ -38,39 +38,16 @@ import numpy as np
 import pandas as pd
 
 from iai.core.learners import describe, load_run, run_dir
-from iai.core.learners.references import REFERENCE_NAMES, applies, reference_learner
+from iai.core.learners.references import REFERENCE_NAMES, reference_learner
+from iai.core.plan import ALL_REFERENCES, ALL_RUNS, family_references, family_runs
 from iai.core.results import TASK_COLUMNS, VALID_SPLIT, task_frame, write_tasks
 from iai.core.rollout import eval_steps, rollout, steps_for
 from iai.core.tasks import TaskBatch, TaskFamily, build_family
 from iai.core.tasks.bank import load_bank
-from iai.params import Params, load_params
+from iai.params import EvaluateConfig, Params, load_params
 from iai.utils import ConfigError, check_writable, derive_seed, describe_device, resolve_device, write_summary
 
 log = logging.getLogger(__name__)
-
-ALL_REFERENCES = "references"  # the evaluation of every applicable reference of a family, as one job
-ALL_RUNS = "runs"  # the evaluation of every learned run of a family, as one job
-
-
-def family_references(params: Params, family: TaskFamily) -> list[str]:
-    """The references of the params (``references.learners``) that apply to a built family, in params order."""
-    return [ref for ref in params.references["learners"] if applies(ref, family)]
-
-
-def family_runs(params: Params, family_name: str) -> list[str]:
-    """The learned runs of a family, in params order."""
-    return [run.name for run in params.runs if run.family == family_name]
-
-
-def evaluation_jobs(params: Params) -> list[tuple[str, str]]:
-    """Every (family, learner) evaluation the params ask for, two per family: its references
-    (:data:`ALL_REFERENCES`, when any applies), then its runs (:data:`ALL_RUNS`, when it has any)."""
-    jobs = []
-    for name, spec in params.families.items():
-        family, _ = build_family(spec)
-        jobs += [(name, ALL_REFERENCES)] if family_references(params, family) else []
-        jobs += [(name, ALL_RUNS)] if family_runs(params, name) else []
-    return jobs
 
 
 def _records_to_rows(records: list[dict], **columns) -> list[dict]:
@@ -83,15 +60,13 @@ def _records_to_rows(records: list[dict], **columns) -> list[dict]:
     return out
 
 
-def evaluate_split(learner, family: TaskFamily, bank: TaskBatch, sizes: list[int], batch_size: int,
-                   settings: dict, seed: int) -> list[dict]:
+def evaluate_split(learner, family: TaskFamily, bank: TaskBatch, batch_size: int, settings: EvaluateConfig,
+                   seed: int, device=None) -> list[dict]:
     """Per-task column blocks (without family/split/learner columns) for one learner on one split."""
     blocks = []
     mode = getattr(learner, "mode", "iterative")
-    epochs, schedule = settings.get("epochs", 1), settings.get("schedule", "epochs")
-    spacing = settings.get("steps", "log")
-    common = dict(epochs=epochs, schedule=schedule, seed=seed, task_chunk=settings.get("task_chunk"),
-                  device=settings.get("device"))
+    sizes, epochs, schedule, spacing = settings.sizes, settings.epochs, settings.schedule, settings.steps
+    common = dict(epochs=epochs, schedule=schedule, seed=seed, task_chunk=settings.task_chunk, device=device)
     if mode == "iterative":
         shared = epochs == 1 and schedule == "epochs" and all(n % batch_size == 0 for n in sizes)
         if shared:  # one rollout over the largest n; size n is its first n/B steps
@@ -111,7 +86,7 @@ def evaluate_split(learner, family: TaskFamily, bank: TaskBatch, sizes: list[int
     done: dict[int, list[dict]] = {}  # points read -> records: capped at n >= cap reads the same points as n = cap
     for n in sizes:
         runs = [("capped", min(n, cap))]
-        if n <= settings.get("one_shot_full_max", 1 << 30):
+        if settings.one_shot_full_max is None or n <= settings.one_shot_full_max:
             runs.append(("all", n))
         for context, b in runs:
             if b not in done:
@@ -147,7 +122,6 @@ def evaluate_learner(params: Params, family_name: str, learner_name: str, banks_
     if VALID_SPLIT in bank:  # validation tasks: drawn like id, read by the claims' competence gate only
         split_families = {**split_families, VALID_SPLIT: split_families["id"]}
     dev = resolve_device(device)
-    settings = {**params.evaluate, "device": dev}
     names = family_references(params, family) if learner_name == ALL_REFERENCES else runs or [learner_name]
     blocks = []
     for name in names:
@@ -165,8 +139,8 @@ def evaluate_learner(params: Params, family_name: str, learner_name: str, banks_
                 stream = derive_seed(params.seed, "eval", family_name, split)
                 info = {"family": family_name, "kind": family.kind, "dim": family.dim, "split": split,
                         **describe(learner), "seed": seed}
-                blocks += [{**info, **b} for b in evaluate_split(learner, split_family, bank[split],
-                                                                params.evaluate["sizes"], batch_size, settings, stream)]
+                blocks += [{**info, **b} for b in evaluate_split(learner, split_family, bank[split], batch_size,
+                                                                params.evaluate, stream, dev)]
     return task_frame(_blocks_to_frame(blocks))
 
 

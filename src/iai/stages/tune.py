@@ -46,7 +46,7 @@ def tune_learning_rates(params: Params, family_name: str, optimizers=TUNED_REFER
     if spec.kind in IMPLICIT_ONLY_KINDS:
         raise ConfigError(f"tune-lr: family {family_name!r} is of kind {spec.kind!r}, which has no gradient reference")
     family = make_family(spec.kind, **spec.options)
-    grid = params.references.get("lr_grid") or [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0]
+    grid = params.references.lr_grid
     batch = params.raw["train"]["batch_size"]
     out = {}
     for opt in optimizers:

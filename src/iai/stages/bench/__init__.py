@@ -6,10 +6,10 @@ throughput); one timing helper (:mod:`.timing`); the counted FLOPs are :mod:`iai
 
 For each regime that has both an iterative and a one-shot learned run in a family, both read n
 points (the iterative one in ceil(n / B) steps of B, the one-shot one in a single step of n) at
-each n in ``evaluate.cost_sizes``, and we measure:
+each n in ``bench.sizes``, and we measure:
 
 - ``wall_time_s``: seconds for the whole rollout (every step and the final prediction), after one
-  warm-up run, averaged over ``evaluate.cost_repeats`` repeats (``sem`` over repeats);
+  warm-up run, averaged over ``bench.repeats`` repeats (``sem`` over repeats);
 - ``peak_memory_mb``: the peak memory above what was in use before the rollout. On CUDA this is
   the allocator's peak (``torch.cuda.max_memory_allocated``); on Linux CPUs it is the process's
   resident-set high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``); elsewhere NaN.
@@ -36,13 +36,13 @@ from iai.stages.bench.cost import (
     loglog_slope,
     plot_cost,
 )
-from iai.stages.bench.table import TABLE_KEYS, bench_family, cost_pairs
+from iai.stages.bench.table import bench_family
 from iai.stages.bench.timing import measure
 from iai.stages.bench.train import bench_train
 from iai.utils import write_json
 
-__all__ = ["TABLE_KEYS", "bench_cost", "bench_family", "bench_train", "claim_cost_scaling", "compiled_step",
-           "cost_pairs", "loglog_slope", "measure", "plot_cost", "rollout_flops", "step_flops"]
+__all__ = ["bench_cost", "bench_family", "bench_train", "claim_cost_scaling", "compiled_step", "loglog_slope",
+           "measure", "plot_cost", "rollout_flops", "step_flops"]
 
 
 def cli_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,7 +59,7 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--untrained", action="store_true",
                    help="build the learners untrained from the params (cost depends on the architecture only)")
     p.add_argument("--sizes", type=int, nargs="+",
-                   help="dataset sizes (default: evaluate.cost_sizes; cost: 256 .. --max-n)")
+                   help="dataset sizes (default: bench.sizes; cost: 256 .. --max-n)")
     p.add_argument("--max-n", type=int, default=65536, help="cost: the largest n (doubling from 256)")
     p.add_argument("--tasks", type=int, default=8, help="cost: tasks per rollout (default 8)")
     p.add_argument("--repeats", type=int, default=3, help="cost: timed repeats while they fit 4 s (medians)")

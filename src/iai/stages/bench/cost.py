@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from iai.core.flops import rollout_flops
+from iai.core.plan import cost_pairs
 from iai.core.tasks import build_family
 from iai.params import load_params
-from iai.stages.bench.table import cost_pairs
 from iai.stages.bench.timing import timed
 from iai.utils import atomic_path, derive_seed, describe_device, resolve_device
 
@@ -50,7 +50,7 @@ def cost_setup(params_file: str | None, family_name: str | None):
         if runs:
             learners = {r: tuple(build_learner(run, family).eval() for run in pair) for r, pair in runs.items()}
             return family, learners, next(iter(learners.values()))[0].batch_size, f"{path} ({family_name})"
-        model, train = params.model, params.train
+        model, train = params.raw["model"], params.raw["train"]
     else:
         model, train = {}, {}
     family = make_family("linear_regression", dim=8, noise_std=0.5)

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from iai.core.learners import describe, load_run
+from iai.core.plan import cost_pairs
 from iai.core.results import to_frame, write
 from iai.core.tasks import build_family
 from iai.params import Params, load_params
@@ -18,25 +19,10 @@ from iai.stages.bench.timing import measure
 from iai.utils import derive_seed, describe_device, resolve_device, write_json
 
 
-def cost_pairs(params: Params, family_name: str) -> list[tuple[str, str]]:
-    """(iterative run, one-shot run) of the same regime, the first of each in params order."""
-    runs = [r for r in params.runs if r.family == family_name]
-    pairs = []
-    for regime in ("parametric", "implicit", "explicit"):
-        it = next((r.name for r in runs if r.regime == regime and r.mode == "iterative"), None)
-        one = next((r.name for r in runs if r.regime == regime and r.mode == "one_shot"), None)
-        if it and one:
-            pairs.append((it, one))
-    return pairs
-
-
-# the evaluate keys bench_family reads (the workflow reruns the bench job when one of them changes)
-TABLE_KEYS = ("cost_sizes", "cost_tasks", "cost_repeats")
-
-
 def bench_family(params: Params, family_name: str, models_dir: str | Path | None = "data/models",
                  device: str = "cpu", sizes: list[int] | None = None) -> list[dict]:
-    """Cost rows (results-table columns) for every (iterative, one-shot) pair of a family.
+    """Cost rows (results-table columns) for every (iterative, one-shot) pair of a family, at
+    ``sizes`` (default: bench.sizes), over bench.tasks tasks, bench.repeats timed repeats.
 
     With ``models_dir=None`` the learners are built untrained from their run configs: cost depends
     on the architecture and the sizes alone, so this measures a machine without training first.
@@ -45,9 +31,8 @@ def bench_family(params: Params, family_name: str, models_dir: str | Path | None
 
     dev = resolve_device(device)
     family, _ = build_family(params.family(family_name))
-    ev = {k: v for k, v in params.evaluate.items() if k in TABLE_KEYS}
-    sizes = sizes or ev.get("cost_sizes", [64, 256, 1024])
-    n_tasks, repeats = ev.get("cost_tasks", 8), ev.get("cost_repeats", 3)
+    sizes = sizes or params.bench.sizes
+    n_tasks, repeats = params.bench.tasks, params.bench.repeats
     rows = []
     for pair in cost_pairs(params, family_name):
         for name in pair:
