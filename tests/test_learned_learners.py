@@ -47,9 +47,10 @@ VARIANTS = {
 }
 
 
-def make(name: str, randomize: bool = True):
-    family, spec = VARIANTS[name]
-    learner = build_learner(RunSpec("fam", name, spec, MODEL, TRAIN), family, seed=1)
+def make(name: str, randomize: bool = True, cases: dict = VARIANTS):
+    """(family, learner) of ``cases[name]``, seeded; ``name`` may carry a ``kind:`` prefix (the run is its tail)."""
+    family, spec = cases[name]
+    learner = build_learner(RunSpec("fam", name.split(":")[-1], spec, MODEL, TRAIN), family, seed=1)
     if randomize:  # output layers start at zero (a fresh learner does not move): give them weights
         with torch.no_grad():
             g = torch.Generator().manual_seed(2)

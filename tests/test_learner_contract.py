@@ -21,7 +21,8 @@ from iai.params import EvaluateConfig, RunSpec
 from iai.stages.evaluate import evaluate_split
 from iai.stages.train import train_run
 from iai.utils import ConfigError
-from test_learned_learners import MODEL, TRAIN, VARIANTS
+from test_learned_learners import MODEL, TRAIN, VARIANTS, data
+from test_learned_learners import make as variant
 
 CASES = {f"{arch}:example": (make_family(kind, **options), spec)
          for arch, (kind, options, spec) in ((a, cls.example) for a, cls in sorted(LEARNERS.items()))}
@@ -29,19 +30,7 @@ CASES |= {f"variant:{name}": case for name, case in VARIANTS.items()}
 
 
 def make(case: str, randomize: bool = True):
-    family, spec = CASES[case]
-    learner = build_learner(RunSpec("fam", case.split(":")[1], spec, MODEL, TRAIN), family, seed=1)
-    if randomize:  # output layers start at zero (a fresh learner does not move): give them weights
-        with torch.no_grad():
-            g = torch.Generator().manual_seed(2)
-            for p in learner.parameters():
-                p.add_(0.3 * torch.randn(p.shape, generator=g))
-    return family, learner
-
-
-def data(family, n=8, m=5, seed=0):
-    tasks = family.sample(3, n, m, seed)
-    return tasks.x_train, tasks.y_train, tasks.x_valid
+    return variant(case, randomize, CASES)
 
 
 def test_every_learner_class_of_the_package_is_registered_with_an_example():
