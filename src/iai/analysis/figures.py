@@ -47,13 +47,13 @@ from iai.analysis.selection import (
     higher_is_better,
     known_learners,
     learned,
-    loglog_slope,
     quality,
     reference,
     tag,
     training_context,
 )
 from iai.core import results
+from iai.core.fit import loglog_slope
 from iai.core.vocab import LEARNED_REGIMES, LOG_METRICS, METRIC_LABELS
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,6 @@ for generation (fresh samples of the true distribution: the MMD floor).
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np
@@ -134,13 +133,6 @@ def training_context(df: pd.DataFrame, family: str, default: int | None = None) 
     'capped' rows (the context it was fed), else ``default`` (from the params)."""
     capped = df[(df.family == family) & (df["mode"] == "one_shot") & (df.context == "capped")]
     return int(capped.batch_size.max()) if not capped.empty else default
-
-
-def loglog_slope(n, y) -> float:
-    """Least-squares slope of log y against log n (NaN with fewer than two points)."""
-    n, y = np.asarray(n, float), np.asarray(y, float)
-    ok = (n > 0) & (y > 0)
-    return float(np.polyfit(np.log(n[ok]), np.log(y[ok]), 1)[0]) if ok.sum() >= 2 else math.nan
 
 
 def known_learners(params) -> set[str]:

@@ -5,13 +5,13 @@ sizes alone); the JSON claim 6 is judged on (``iai.analysis.cost``), and its fig
 from __future__ import annotations
 
 import logging
-import math
 import statistics
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from iai.core.fit import loglog_slope
 from iai.core.flops import rollout_flops
 from iai.core.plan import cost_pairs
 from iai.core.tasks import build_family
@@ -236,17 +236,6 @@ def _cost_regime(regime, it, one, family, sizes, b, n_tasks, n_query, repeats, d
 
 
 EAGER_WARMUP_MAX_S = 1.0  # eager one shot is not warmed at an n once its run at the previous n took longer
-
-
-def loglog_slope(n: list[float], t: list[float]) -> float:
-    """Least-squares slope of log t against log n (NaN with fewer than two points)."""
-    pts = [(math.log(a), math.log(b)) for a, b in zip(n, t) if a and b and b > 0]
-    if len(pts) < 2:
-        return math.nan
-    mx = statistics.fmean(x for x, _ in pts)
-    my = statistics.fmean(y for _, y in pts)
-    sxx = sum((x - mx) ** 2 for x, _ in pts)
-    return sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx else math.nan
 
 
 def claim_cost_scaling(result: dict, fit_range: tuple[int, int] = (1024, 16384), at_n: int = 16384,
