@@ -87,7 +87,7 @@ def test_each_directional_claim_reaches_each_verdict(claim, want):
     t = comparison_table(wa, wb, EFFECT[want], n, sa, sb, metric=metric)
     c = verdict(t, claim, [spec(claim, a, b, n, metric=metric)])
     assert c["verdict"] == want, c["explanation"]
-    assert c["effect"][0]["role"] == "primary" and c["effect"][0]["judged"]
+    assert c["effect"][0].role == "primary" and c["effect"][0].judged
 
 
 @pytest.mark.parametrize("effect, want", [(0.0, "reproduced"), (-0.4, "contradicted"), (+0.4, "contradicted"),
@@ -103,8 +103,8 @@ def test_an_unjudged_comparison_never_contradicts():
     # A far worse than B, but A fails the gate (on validation tasks it closes no gap): inconclusive
     t = comparison_table(A_IT, B_IT, +0.8, valid_a=9.5)
     c = verdict(t, "3", [spec("3", {"learner": "a"}, {"learner": "b"})])
-    assert c["verdict"] == "inconclusive" and not c["effect"][0]["judged"]
-    why = c["effect"][0]["why"]
+    assert c["verdict"] == "inconclusive" and not c["effect"][0].judged
+    why = c["effect"][0].why
     assert why.startswith("not competent: a closes") and int(why.split("closes ")[1].split("%")[0]) < 50
 
 
@@ -112,7 +112,7 @@ def test_too_few_seeds_are_reported_not_judged():
     t = comparison_table(A_IT, B_IT, -0.4)
     t = t[~((t.learner == "a") & (t.seed > 0))]
     c = verdict(results.task_frame(t), "3", [spec("3", {"learner": "a"}, {"learner": "b"})])
-    assert c["verdict"] == "inconclusive" and "fewer than 3" in c["effect"][0]["why"]
+    assert c["verdict"] == "inconclusive" and "fewer than 3" in c["effect"][0].why
 
 
 def test_holm_needs_every_primary_at_the_corrected_level():
@@ -125,7 +125,7 @@ def test_holm_needs_every_primary_at_the_corrected_level():
     both = verdict(t, "3", [spec("3", {"learner": "a"}, {"learner": "b"}),
                             spec("3", {"learner": "c"}, {"learner": "d"})])
     assert one["verdict"] == "reproduced" and both["verdict"] == "inconclusive"
-    assert both["effect"][0]["p_holm"] <= both["effect"][1]["p_holm"]
+    assert both["effect"][0].p_holm <= both["effect"][1].p_holm
 
 
 def test_a_missing_task_is_an_error():
@@ -138,7 +138,7 @@ def test_a_missing_task_is_an_error():
 def test_a_primary_that_was_not_evaluated_is_inconclusive():
     t = comparison_table(A_IT, B_IT, -0.4)
     c = verdict(t, "3", [spec("3", {"learner": "a"}, {"learner": "nobody"})])
-    assert c["verdict"] == "inconclusive" and "not evaluated" in c["effect"][0]["why"]
+    assert c["verdict"] == "inconclusive" and "not evaluated" in c["effect"][0].why
 
 
 def test_without_primaries_every_claim_is_inconclusive():
@@ -160,3 +160,24 @@ def test_the_rules_hash_changes_with_the_rules():
     a = claims.Options.from_dict({"primary": [spec("3", {"learner": "a"}, {"learner": "b"})]})
     b = claims.Options.from_dict({"primary": [spec("3", {"learner": "a"}, {"learner": "c"})]})
     assert a.rules_hash() != b.rules_hash() and a.rules_hash() == claims.Options.from_dict(a.rules()).rules_hash()
+
+
+def test_a_comparison_is_frozen_and_written_with_the_keys_the_report_reads():
+    """claims 1-5 hold :class:`Comparison` records; the report writes their dict form, whose keys (and
+    order: the columns of the report's tables) are the ones comparisons.json and claims.md were built on."""
+    import dataclasses
+
+    t = comparison_table(A_IT, who("b", "explicit"), -0.4)
+    c = verdict(t, "3", [spec("3", {"learner": "a"}, {"learner": "b"}), spec("3", {"learner": "a"}, {"learner": "z"})])
+    found, absent = c["effect"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        found.judged = False
+    assert list(found.as_dict()) == [
+        "family", "split", "n", "metric", "A", "B", "effect", "lo", "hi", "se", "df", "value_a", "value_b", "scale",
+        "tasks", "seeds_a", "seeds_b", "paired_seeds", "p", "p_a_better", "p_b_better", "outcome", "judged", "why",
+        "role", "claim", "test", "where", "p_holm", "p_holm_opposite", "shows"]
+    assert list(absent.as_dict()) == ["family", "split", "n", "metric", "A", "B", "judged", "why", "se", "role",
+                                      "claim", "test", "where", "p_holm", "p_holm_opposite", "shows"]
+    assert absent.as_dict()["se"] is None and absent.shows == "not judged" and (found.a, found.b) == ("a", "b")
+    second = [r for r in c["numbers"] if r.role == "secondary"]
+    assert second and list(second[0].as_dict())[-4:] == ["role", "claim", "where", "shows"]

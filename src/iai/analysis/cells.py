@@ -1,12 +1,14 @@
 """The per-task table indexed for the claims: cells of (family, split, learner, n, metric, step), the
-paired comparison of two cells, the competence gate, and the rules those read (:class:`Options`, the
-params' ``report:`` section, fixed before any result). :mod:`iai.analysis.claims` judges on them."""
+paired comparison of two cells (:class:`Comparison`), the competence gate, and the rules those read
+(:class:`Options`, the params' ``report:`` section, fixed before any result). :mod:`iai.analysis.claims`
+judges on them."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,6 +58,68 @@ class CellRows:
     seed: np.ndarray
     task: np.ndarray
     value: np.ndarray
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Side A against side B at one (family, split, n, metric): the paired effect (``estimate``; None where
+    a side was not evaluated at the cell), whether it is judged and why, and what the claims add (its
+    role, claim and test, the Holm-corrected p-values and what it shows, :func:`iai.analysis.claims.judge`).
+
+    The report, ``comparisons.json`` and ``claims.md`` read its dict form (:meth:`as_dict`)."""
+
+    family: str
+    split: str
+    n: int
+    metric: str | None
+    a: str  # side A as the report names it (:func:`side_label`)
+    b: str
+    judged: bool
+    why: str
+    estimate: stats.Effect | None = None
+    role: str | None = None  # primary | secondary
+    claim: str | None = None
+    test: str | None = None  # a primary's: a_better | equivalence
+    where: str | None = None  # what is compared, in words
+    p_holm: float | None = None  # a primary's, once judged
+    p_holm_opposite: float | None = None
+    shows: str | None = None  # claimed | opposite | neither | not judged; secondary
+
+    @property
+    def se(self) -> float | None:
+        return None if self.estimate is None else self.estimate.se
+
+    @property
+    def p_a_better(self) -> float:
+        """One-sided p-value for 'A better' (the effect < 0)."""
+        return self.estimate.p_less()
+
+    @property
+    def p_b_better(self) -> float:
+        return self.estimate.p_greater()
+
+    @property
+    def outcome(self) -> str:
+        e = self.estimate
+        return "A better" if e.hi < 0 else "B better" if e.lo > 0 else "no clear difference"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The comparison as the report writes it: ``A``, ``B``, the effect's numbers (``effect``, ``lo``,
+        ``hi``, ``se``, ..., ``p``, ``p_a_better``, ``p_b_better``, ``outcome``), ``judged``, ``why``, then
+        the claims' fields that are set (``role``, ``claim``, ``test``, ``where``, ``p_holm``,
+        ``p_holm_opposite``, ``shows``); ``se`` is None where a side was not evaluated."""
+        out: dict[str, Any] = {"family": self.family, "split": self.split, "n": self.n, "metric": self.metric,
+                               "A": self.a, "B": self.b}
+        if self.estimate is not None:
+            out.update(self.estimate.as_dict())
+            out.update(p_a_better=self.p_a_better, p_b_better=self.p_b_better, outcome=self.outcome)
+        out.update(judged=self.judged, why=self.why)
+        if self.estimate is None:
+            out["se"] = None
+        for key in ("role", "claim", "test", "where", "p_holm", "p_holm_opposite", "shows"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in out.items()}
 
 
 _CELL = ["family", "split", "learner", "mode", "context", "n_train", "metric", "step"]
@@ -147,7 +211,7 @@ class Cells:
                              "(every seed must cover every task)")
         return M
 
-    def compare(self, family, split, n, a: dict, b: dict, metric=None) -> dict | None:
+    def compare(self, family, split, n, a: dict, b: dict, metric=None) -> Comparison | None:
         """The paired effect of side a against side b (``{learner, mode, context, step}``) at one
         (family, split, n); None where a side's rows are absent."""
         metric = metric or self.primary.get(family)
@@ -165,12 +229,8 @@ class Cells:
         B = self.matrix(rb, tasks, f"{where}: {sb['learner']}")
         same_model = (sa["learner"], sa["mode"]) == (sb["learner"], sb["mode"])
         eff = stats.compare(A, B, metric in RELATIVE, better_sign(metric), self.o.level, paired_seeds=same_model)
-        rec = {"family": family, "split": split, "n": int(n), "metric": metric,
-               "A": side_label(sa), "B": side_label(sb), **eff.as_dict(),
-               "p_a_better": eff.p_less(), "p_b_better": eff.p_greater(), "_effect": eff,
-               "outcome": "A better" if eff.hi < 0 else "B better" if eff.lo > 0 else "no clear difference"}
-        rec["judged"], rec["why"] = self._gate([sa, sb], family, n)
-        return rec
+        judged, why = self._gate([sa, sb], family, n)
+        return Comparison(family, split, int(n), metric, side_label(sa), side_label(sb), judged, why, eff)
 
     def _gate(self, sides: list[dict], family: str, n: int) -> tuple[bool, str]:
         why, ok = [], True

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from iai.analysis import stats
-from iai.analysis.cells import Cells, Options, fmt_effect, side_label
+from iai.analysis.cells import Cells, Comparison, Options, fmt_effect, side_label
 from iai.analysis.cost import judge_cost
 from iai.analysis.selection import prediction
 from iai.core.results import (
@@ -66,40 +66,44 @@ CLAIMS = tuple(TITLES)
 # ---------------------------------------------------------------------------- the rule
 
 
-def judge(records: list[dict], test: str, options: Options) -> tuple[str, str]:
-    """(verdict, why) of one claim from its primary comparisons (module docstring)."""
+def judge(records: list[Comparison], test: str, options: Options) -> tuple[str, str, list[Comparison]]:
+    """(verdict, why, the records with their Holm p-values and what each shows) of one claim from its
+    primary comparisons (module docstring)."""
     if not records:
-        return "inconclusive", "no primary comparison could be made"
+        return "inconclusive", "no primary comparison could be made", []
     alpha = (1 - options.level) / 2
-    judged = [r for r in records if r.get("judged") and r.get("se") is not None and math.isfinite(r["se"])]
+    judged = [r.judged and r.se is not None and math.isfinite(r.se) for r in records]
     if test == "equivalence":
         m = options.history_margin
-        p_in = [max(r["_effect"].p_greater(-m), r["_effect"].p_less(m)) if r in judged else math.nan for r in records]
-        p_out = ([r["_effect"].p_less(-m) if r in judged else math.nan for r in records]
-                 + [r["_effect"].p_greater(m) if r in judged else math.nan for r in records])
+        p_in = [max(r.estimate.p_greater(-m), r.estimate.p_less(m)) if ok else math.nan
+                for r, ok in zip(records, judged)]
+        p_out = ([r.estimate.p_less(-m) if ok else math.nan for r, ok in zip(records, judged)]
+                 + [r.estimate.p_greater(m) if ok else math.nan for r, ok in zip(records, judged)])
     else:
-        p_in = [r["p_a_better"] if r in judged else math.nan for r in records]
-        p_out = [r["p_b_better"] if r in judged else math.nan for r in records]
+        p_in = [r.p_a_better if ok else math.nan for r, ok in zip(records, judged)]
+        p_out = [r.p_b_better if ok else math.nan for r, ok in zip(records, judged)]
     adj_in, adj_out = stats.holm(p_in), stats.holm(p_out)
     k = len(records)
-    for i, r in enumerate(records):
-        r["p_holm"] = adj_in[i]
-        r["p_holm_opposite"] = min(adj_out[i], adj_out[i + k]) if test == "equivalence" else adj_out[i]
-        r["shows"] = ("claimed" if adj_in[i] <= alpha else "opposite" if r["p_holm_opposite"] <= alpha
-                      else "neither") if r in judged else "not judged"
-    against = [r for r in records if r["shows"] == "opposite"]
-    unjudged = [r for r in records if r["shows"] == "not judged"]
+    out = []
+    for i, (r, ok) in enumerate(zip(records, judged)):
+        opposite = min(adj_out[i], adj_out[i + k]) if test == "equivalence" else adj_out[i]
+        shows = ("claimed" if adj_in[i] <= alpha else "opposite" if opposite <= alpha else "neither") if ok \
+            else "not judged"
+        out.append(replace(r, p_holm=adj_in[i], p_holm_opposite=opposite, shows=shows))
+    against = [r for r in out if r.shows == "opposite"]
+    unjudged = [r for r in out if r.shows == "not judged"]
     if against:
-        return "contradicted", f"{len(against)} of {k} primary comparison(s) show the opposite at the corrected level"
-    if not unjudged and all(r["shows"] == "claimed" for r in records):
-        return "reproduced", f"all {k} primary comparison(s) show the claimed effect at the corrected level"
-    parts = [f"{sum(r['shows'] == 'claimed' for r in records)} of {k} show the claimed effect"]
+        return ("contradicted", f"{len(against)} of {k} primary comparison(s) show the opposite at the corrected "
+                "level", out)
+    if not unjudged and all(r.shows == "claimed" for r in out):
+        return "reproduced", f"all {k} primary comparison(s) show the claimed effect at the corrected level", out
+    parts = [f"{sum(r.shows == 'claimed' for r in out)} of {k} show the claimed effect"]
     if unjudged:
-        parts.append(f"{len(unjudged)} not judged ({unjudged[0]['why']})")
-    return "inconclusive", "; ".join(parts)
+        parts.append(f"{len(unjudged)} not judged ({unjudged[0].why})")
+    return "inconclusive", "; ".join(parts), out
 
 
-def primary_comparisons(cells: Cells, claim: str) -> list[dict]:
+def primary_comparisons(cells: Cells, claim: str) -> list[Comparison]:
     """The claim's pre-registered comparisons, computed (an absent row gives an unjudged record)."""
     out = []
     for spec in cells.o.primary:
@@ -108,20 +112,21 @@ def primary_comparisons(cells: Cells, claim: str) -> list[dict]:
         a, b = dict(spec["a"]), dict(spec["b"])
         rec = cells.compare(spec["family"], spec["split"], int(spec["n"]), a, b, spec.get("metric"))
         if rec is None:
-            rec = {"family": spec["family"], "split": spec["split"], "n": int(spec["n"]),
-                   "metric": spec.get("metric") or cells.primary.get(spec["family"]), "A": side_label(a),
-                   "B": side_label(b), "judged": False, "why": "a side was not evaluated at this cell", "se": None}
-        rec.update(role="primary", claim=claim, test=spec.get("test", "a_better"), where=spec.get("why", ""))
-        out.append(rec)
+            rec = Comparison(spec["family"], spec["split"], int(spec["n"]),
+                             spec.get("metric") or cells.primary.get(spec["family"]), side_label(a), side_label(b),
+                             judged=False, why="a side was not evaluated at this cell")
+        out.append(replace(rec, role="primary", claim=claim, test=spec.get("test", "a_better"),
+                           where=spec.get("why", "")))
     return out
 
 
-def _text(records: list[dict]) -> str:
+def _text(records: list[Comparison]) -> str:
     out = []
     for r in records:
-        eff = fmt_effect(r) if r.get("se") is not None and math.isfinite(r.get("se") or math.nan) else "no interval"
-        out.append(f"{r['family']} {r['split']} n = {r['n']}: {r['A']} vs {r['B']} ({r['metric']}) {eff}, "
-                   f"{r.get('shows', 'not judged')}")
+        # an se of 0 prints as no interval, as it always has (`se or nan`)
+        eff = fmt_effect(r.as_dict()) if r.se is not None and math.isfinite(r.se or math.nan) else "no interval"
+        out.append(f"{r.family} {r.split} n = {r.n}: {r.a} vs {r.b} ({r.metric}) {eff}, "
+                   f"{r.shows or 'not judged'}")
     return "; ".join(out)
 
 
@@ -145,17 +150,15 @@ def precondition(options: Options) -> str:
             "trivial-to-reference gap on validation tasks at the compared n")
 
 
-def _result(claim: str, records: list[dict], secondary: list[dict], options: Options) -> dict:
-    verdict, why = judge(records, rule_kind(claim, options), options)
+def _result(claim: str, records: list[Comparison], secondary: list[Comparison], options: Options) -> dict:
+    """A claim's result: ``effect`` its primary comparisons, ``numbers`` every comparison (primary, then
+    secondary), each a :class:`Comparison`."""
+    verdict, why, records = judge(records, rule_kind(claim, options), options)
     return {"claim": claim, "title": TITLES[claim], "test": stated_test(claim, options),
             "precondition": precondition(options), "verdict": verdict,
-            "effect": [_public(r) for r in records], "numbers": [_public(r) for r in records + secondary],
+            "effect": records, "numbers": records + secondary,
             "explanation": f"{why}. Primary: {_text(records)}" + (f". {len(secondary)} secondary comparison(s), "
                                                                   "reported, deciding nothing" if secondary else "")}
-
-
-def _public(r: dict) -> dict:
-    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items() if not k.startswith("_")}
 
 
 # ---------------------------------------------------------------------------- secondary comparisons
@@ -181,15 +184,15 @@ def _like(L: pd.DataFrame, r, cols: tuple, **fixed) -> pd.DataFrame:
     return L[sel]
 
 
-def _secondary(cells: Cells, claim: str, family, split, n, a: dict, b: dict, where: str, metric=None) -> list[dict]:
+def _secondary(cells: Cells, claim: str, family, split, n, a: dict, b: dict, where: str,
+               metric=None) -> list[Comparison]:
     rec = cells.compare(family, split, n, a, b, metric)
     if rec is None:
         return []
-    rec.update(role="secondary", claim=claim, where=where, shows="secondary")
-    return [rec]
+    return [replace(rec, role="secondary", claim=claim, where=where, shows="secondary")]
 
 
-def _everywhere(cells: Cells, claim: str, family, a: str, b: str, where: str) -> list[dict]:
+def _everywhere(cells: Cells, claim: str, family, a: str, b: str, where: str) -> list[Comparison]:
     """A against B (learner names, iterative) on every split of the family, at n_ctx and the largest n."""
     return [r for split in cells.splits(family) for n in _horizon_ns(cells, family, a)
             for r in _secondary(cells, claim, family, split, n, {"learner": a}, {"learner": b}, where)]
@@ -200,7 +203,7 @@ def _horizon_ns(cells, family, learner) -> list[int]:
     return sorted({n for n in ns if n <= cells.n_ctx(family)} | ({max(ns)} if ns else set()))
 
 
-def secondary_steps(cells: Cells) -> list[dict]:
+def secondary_steps(cells: Cells) -> list[Comparison]:
     """Claim 1: each learned iterative learner after its last doubling of steps, and against its one-shot
     twin (same family, regime, signal, state), every split, n_ctx and the largest n."""
     out = []
@@ -218,7 +221,7 @@ def secondary_steps(cells: Cells) -> list[dict]:
     return out
 
 
-def secondary_gain(cells: Cells) -> list[dict]:
+def secondary_gain(cells: Cells) -> list[Comparison]:
     """Claims 1-2: what the hand-written gain b/(n + b) buys: each learner against its twin trained with
     a constant gain (same family, regime, signal, state, history), every split, n_ctx and the largest n."""
     if "gain" not in cells.learners.columns:
@@ -231,7 +234,7 @@ def secondary_gain(cells: Cells) -> list[dict]:
     return out
 
 
-def secondary_signal(cells: Cells) -> list[dict]:
+def secondary_signal(cells: Cells) -> list[Comparison]:
     """Claim 2: parametric obs / grad / both at every d and n, split id."""
     out = []
     p = _learned(cells, mode="iterative", regime="parametric", history=0, signal=["obs", "grad", "both"])
@@ -246,7 +249,7 @@ def secondary_signal(cells: Cells) -> list[dict]:
     return out
 
 
-def secondary_regimes(cells: Cells) -> list[dict]:
+def secondary_regimes(cells: Cells) -> list[Comparison]:
     """Claim 3: parametric against explicit iterative learners of the same family and signal."""
     out = []
     par = _learned(cells, mode="iterative", regime="parametric", history=0)
@@ -256,7 +259,7 @@ def secondary_regimes(cells: Cells) -> list[dict]:
     return out
 
 
-def secondary_history(cells: Cells) -> list[dict]:
+def secondary_history(cells: Cells) -> list[Comparison]:
     """Claim 4: each learner with a window against its Markovian twin."""
     out = []
     L = _learned(cells, mode="iterative")
@@ -267,7 +270,7 @@ def secondary_history(cells: Cells) -> list[dict]:
     return out
 
 
-def secondary_states(cells: Cells) -> list[dict]:
+def secondary_states(cells: Cells) -> list[Comparison]:
     """Claim 5: implicit logits against every other state, classification families, error rate and NLL."""
     out = []
     imp = _learned(cells, mode="iterative", regime="implicit", history=0)
