@@ -181,3 +181,31 @@ def test_a_comparison_is_frozen_and_written_with_the_keys_the_report_reads():
     assert absent.as_dict()["se"] is None and absent.shows == "not judged" and (found.a, found.b) == ("a", "b")
     second = [r for r in c["numbers"] if r.role == "secondary"]
     assert second and list(second[0].as_dict())[-4:] == ["role", "claim", "where", "shows"]
+
+
+def test_each_claim_is_a_registered_function_whose_docstring_is_its_stated_test():
+    o = claims.Options.from_dict({})
+    assert list(claims.TABLE_CLAIMS) + [claims.COST_CLAIM] == list(claims.CLAIMS) == ["1", "1b", "2", "3", "4", "5",
+                                                                                      "6"]
+    for key, c in claims.TABLE_CLAIMS.items():
+        words = " ".join(c.secondary.__doc__.split())
+        assert claims.stated_test(key, o).startswith(words + " Rule: ")
+        assert claims.TITLES[key] == c.title
+    # the report prints exactly that test, beside the claim's title
+    t = comparison_table(A_IT, B_IT, -0.4)
+    out = claims.evaluate_claims(t, {})
+    assert [c["test"] for c in out[:-1]] == [claims.stated_test(k, o) for k in claims.TABLE_CLAIMS]
+
+
+def test_a_claim_without_a_stated_test_or_with_a_taken_key_is_refused():
+    def undocumented(cells):
+        return []
+
+    def documented(cells):
+        """A stated test."""
+        return []
+
+    for key, fn in (("7", undocumented), ("2", documented), (claims.COST_CLAIM, documented)):
+        with pytest.raises(ValueError, match=f"claim {key}: .*docstring"):
+            claims.claim(key, "a title")(fn)
+    assert "7" not in claims.TABLE_CLAIMS and claims.TABLE_CLAIMS["2"].secondary is claims.claim_signal

@@ -34,7 +34,8 @@ Nothing here is written by hand: change the table, the verdicts follow.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -51,16 +52,38 @@ from iai.params import IMPLICIT_ONLY_KINDS
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive")
 
-TITLES = {
-    "1": "More refinement steps improve results, in- and out-of-distribution, in all three regimes",
-    "1b": "Iterative learners keep improving past their training context",
-    "2": "Observations beat gradients in low dimension; gradients help in high dimension or with few points",
-    "3": "Parametric beats explicit",
-    "4": "A history window barely helps",
-    "5": "Logits are the best implicit state",
-    "6": "Iterating is about K times cheaper than one shot over the same data",
-}
-CLAIMS = tuple(TITLES)
+COST_CLAIM = "6"  # judged on the cost benchmark (iai.analysis.cost), not on the table
+COST_TITLE = "Iterating is about K times cheaper than one shot over the same data"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim judged on the per-task table: its title, the cells it reads (``"all"`` families, or the
+    ``"prediction"`` families) and the function that lists its secondary comparisons, whose docstring
+    is the claim's stated test (:func:`stated_test`)."""
+
+    key: str
+    title: str
+    table: str
+    secondary: Callable[[Cells], list[Comparison]]
+
+    @property
+    def test(self) -> str:
+        return " ".join(self.secondary.__doc__.split())
+
+
+TABLE_CLAIMS: dict[str, Claim] = {}  # in the paper's order (the order of registration below)
+
+
+def claim(key: str, title: str, table: str = "prediction"):
+    """Register claim ``key``: a function of the indexed table -> its secondary comparisons, whose
+    docstring states the claim's test."""
+    def register(fn):
+        if not (fn.__doc__ or "").strip() or key in TABLE_CLAIMS or key == COST_CLAIM:
+            raise ValueError(f"claim {key}: {fn.__name__} needs a docstring (the stated test) and a new key")
+        TABLE_CLAIMS[key] = Claim(key, title, table, fn)
+        return fn
+    return register
 
 
 # ---------------------------------------------------------------------------- the rule
@@ -136,11 +159,12 @@ def rule_kind(claim: str, options: Options) -> str:
 
 
 def stated_test(claim: str, options: Options) -> str:
-    """A claim's test as the report states it: what is compared (:data:`TEST_TEXT`), then the rule."""
+    """A claim's test as the report states it: what is compared (the docstring of its registered
+    function, :class:`Claim`), then the rule."""
     kind = rule_kind(claim, options)
     rule = ("equivalence: two one-sided tests against +-{:.0%}".format(options.history_margin) if kind == "equivalence"
             else "directional: A better than B")
-    return (TEST_TEXT[claim] + f" Rule: {rule}, Holm over the primaries, one-sided tests at "
+    return (TABLE_CLAIMS[claim].test + f" Rule: {rule}, Holm over the primaries, one-sided tests at "
             f"{(1 - options.level) / 2:g}.")
 
 
@@ -234,8 +258,28 @@ def secondary_gain(cells: Cells) -> list[Comparison]:
     return out
 
 
-def secondary_signal(cells: Cells) -> list[Comparison]:
-    """Claim 2: parametric obs / grad / both at every d and n, split id."""
+# ---------------------------------------------------------------------------- the claims
+
+
+@claim("1", "More refinement steps improve results, in- and out-of-distribution, in all three regimes", table="all")
+def claim_steps(cells: Cells) -> list[Comparison]:
+    """Each regime's iterative learner (n_ctx / B steps) against its one-shot twin (the same architecture
+    reading all n_ctx points at once), in and out of distribution, at n = n_ctx."""
+    return secondary_steps(cells) + secondary_gain(cells)
+
+
+@claim("1b", "Iterative learners keep improving past their training context", table="all")
+def claim_past_context(cells: Cells) -> list[Comparison]:
+    """Each regime's iterative learner after reading 8x its training context against itself at n_ctx, on the
+    same rollout (a later step against an earlier one)."""
+    return []  # its primaries are the comparisons
+
+
+@claim("2", "Observations beat gradients in low dimension; gradients help in high dimension or with few points")
+def claim_signal(cells: Cells) -> list[Comparison]:
+    """Parametric learners reading observations against the same reading gradients: obs better at the lowest d,
+    grad better at the highest d, at n = n_ctx."""
+    # the secondary comparisons: parametric obs / grad / both at every d and n, split id.
     out = []
     p = _learned(cells, mode="iterative", regime="parametric", history=0, signal=["obs", "grad", "both"])
     p = p[~p.kind.isin(IMPLICIT_ONLY_KINDS) & (p.get("gain", "inverse_step") != "constant")]
@@ -249,8 +293,11 @@ def secondary_signal(cells: Cells) -> list[Comparison]:
     return out
 
 
-def secondary_regimes(cells: Cells) -> list[Comparison]:
-    """Claim 3: parametric against explicit iterative learners of the same family and signal."""
+@claim("3", "Parametric beats explicit")
+def claim_regimes(cells: Cells) -> list[Comparison]:
+    """Parametric against explicit iterative learners of the same signal (obs with obs, both with both), at n =
+    n_ctx."""
+    # the secondary comparisons: parametric against explicit iterative learners of the same family and signal.
     out = []
     par = _learned(cells, mode="iterative", regime="parametric", history=0)
     for e in _learned(cells, mode="iterative", regime="explicit", history=0).itertuples():
@@ -259,8 +306,10 @@ def secondary_regimes(cells: Cells) -> list[Comparison]:
     return out
 
 
-def secondary_history(cells: Cells) -> list[Comparison]:
-    """Claim 4: each learner with a window against its Markovian twin."""
+@claim("4", "A history window barely helps")
+def claim_history(cells: Cells) -> list[Comparison]:
+    """The learner with a history window against the same learner without, at n = n_ctx."""
+    # the secondary comparisons: each learner with a window against its Markovian twin.
     out = []
     L = _learned(cells, mode="iterative")
     for h in L[L.history > 0].itertuples():
@@ -270,8 +319,12 @@ def secondary_history(cells: Cells) -> list[Comparison]:
     return out
 
 
-def secondary_states(cells: Cells) -> list[Comparison]:
-    """Claim 5: implicit logits against every other state, classification families, error rate and NLL."""
+@claim("5", "Logits are the best implicit state")
+def claim_states(cells: Cells) -> list[Comparison]:
+    """The implicit learner carrying logits against the same learner carrying probabilities (a convex mixture,
+    and the same residual update renormalized on the simplex), classification families, error rate and NLL,
+    at n = n_ctx."""
+    # the secondary comparisons: implicit logits against every other state, classification families, error rate and NLL.
     out = []
     imp = _learned(cells, mode="iterative", regime="implicit", history=0)
     for fam, g in imp[~imp.kind.isin(IMPLICIT_ONLY_KINDS)].groupby("family"):
@@ -287,25 +340,8 @@ def secondary_states(cells: Cells) -> list[Comparison]:
     return out
 
 
-# ---------------------------------------------------------------------------- the claims
-
-
-TEST_TEXT = {
-    "1": "Each regime's iterative learner (n_ctx / B steps) against its one-shot twin (the same architecture "
-         "reading all n_ctx points at once), in and out of distribution, at n = n_ctx.",
-    "1b": "Each regime's iterative learner after reading 8x its training context against itself at n_ctx, "
-          "on the same rollout (a later step against an earlier one).",
-    "2": "Parametric learners reading observations against the same reading gradients: obs better at the "
-         "lowest d, grad better at the highest d, at n = n_ctx.",
-    "3": "Parametric against explicit iterative learners of the same signal (obs with obs, both with both), "
-         "at n = n_ctx.",
-    "4": "The learner with a history window against the same learner without, at n = n_ctx.",
-    "5": "The implicit learner carrying logits against the same learner carrying probabilities (a convex "
-         "mixture, and the same residual update renormalized on the simplex), classification families, "
-         "error rate and NLL, at n = n_ctx.",
-}
-SECONDARY = {"1": (secondary_steps, secondary_gain), "1b": (), "2": (secondary_signal,), "3": (secondary_regimes,),
-             "4": (secondary_history,), "5": (secondary_states,)}
+TITLES = {**{k: c.title for k, c in TABLE_CLAIMS.items()}, COST_CLAIM: COST_TITLE}
+CLAIMS = tuple(TITLES)
 
 
 def _cells(tasks: pd.DataFrame, o: Options) -> tuple[Cells, Cells]:
@@ -318,11 +354,10 @@ def _cells(tasks: pd.DataFrame, o: Options) -> tuple[Cells, Cells]:
 def _judge_all(cells: Cells, pred: Cells, o: Options, cost_scaling: dict | None, secondary: bool) -> list[dict]:
     cells.o = pred.o = o
     out = []
-    for claim in CLAIMS[:-1]:
-        records = primary_comparisons(cells, claim)
-        base = cells if claim in ("1", "1b") else pred
-        more = [r for f in SECONDARY[claim] for r in f(base)] if secondary else []
-        out.append(_result(claim, records, more, o))
+    for key, c in TABLE_CLAIMS.items():
+        records = primary_comparisons(cells, key)
+        more = c.secondary(cells if c.table == "all" else pred) if secondary else []
+        out.append(_result(key, records, more, o))
     out.append(judge_cost(cost_scaling, {"level": o.level, "cost_flop_factor": o.cost_flop_factor,
                                          "cost_slope_tolerance": o.cost_slope_tolerance}))
     return out
