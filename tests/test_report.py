@@ -125,6 +125,29 @@ def test_metrics_are_deterministic_and_hold_the_headlines(inputs, tmp_path):
     assert "ratio_to_bayes" not in m["families"]["logreg"]["learners"]["map"]
 
 
+def test_with_a_run_page_the_report_is_the_same_whatever_the_durations_and_commit(inputs, tmp_path):
+    """Durations (from the summaries' *.timing.json) and the commit go to the run page alone, so that
+    DVC records the same report on every run of a commit (and one commit's report does not name it)."""
+    pages = {}
+    for run, seconds in (("a", 181.25), ("b", 9.75)):
+        root = tmp_path / f"in_{run}"
+        root.mkdir()
+        summary = root / "train.json"
+        summary.write_text(json.dumps({"stage": "train", "family": "linreg", "device": "cpu"}))
+        summary.with_name("train.timing.json").write_text(json.dumps({"duration_s": seconds}))
+        out = tmp_path / run
+        build(inputs, out, stage_info=[summary], run_page=out / "run.html")
+        pages[run] = (out / "index.html").read_text(), (out / "run.html").read_text()
+    index, run_page = pages["a"]
+    assert index == pages["b"][0]
+    assert "git commit" not in index and "181.2" not in index and 'href="run.html"' in index
+    assert "git commit" in run_page and "181.2" in run_page and "9.75" in pages["b"][1]
+    for html in (index, run_page):
+        page = Page()
+        page.feed(html)
+        assert page.errors == [] and page.stack == []
+
+
 def test_without_learned_rows_every_claim_is_inconclusive(inputs, tmp_path, results_table):
     df = results_table
     write_tables(df[df.regime.isin(["exact", "classical"])], tmp_path / "refs.csv")

@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = "params/test.yaml"
 DEFAULT = "params/default.yaml"
-TINY_JOBS = {"generate": 1, "train_run": 2, "evaluate": 2, "bench": 1, "cost_scaling": 1, "merge": 1, "figures": 1,
-             "report": 1, "all": 1}
+TINY_JOBS = {"generate": 1, "train_run": 2, "evaluate": 2, "merge": 1, "figures": 1, "report": 1, "all": 1}
+TINY_BENCH = "docs/bench/test"  # the committed cost benchmark of the tiny params (`make bench` writes it)
 
 
 def env() -> dict:
@@ -221,9 +221,8 @@ def test_dvc_stages_that_own_hashed_artifacts_verify_them_first():
     Snakemake runs (so that a corrupted one is never recorded by `dvc repro`); `make reproduce` checks all."""
     for name, stage in dvc_stages().items():
         verified = re.match(r"iai verify ([^&]+) && ", stage["cmd"])
-        # summary CSVs and the cost measurements (timings, which no rerun repeats) carry no content hash
-        owned = [o for o in stage_outputs(stage)
-                 if o.startswith("data/") and not o.endswith(".csv") and o != "data/results/cost"]
+        # summary CSVs carry no content hash
+        owned = [o for o in stage_outputs(stage) if o.startswith("data/") and not o.endswith(".csv")]
         assert (verified.group(1).split() if verified else []) == owned, f"dvc.yaml stage {name}: {stage['cmd']}"
     assert "iai verify data/banks data/models data/results\n" in (REPO / "Makefile").read_text()
 
@@ -253,9 +252,15 @@ def default_plan(tmp_path_factory) -> list[dict]:
     return planned_jobs(workspace(tmp_path_factory.mktemp("plan")))
 
 
+UNHASHED = {"reports/run.html"}  # this run's commit and durations: no stage owns what differs between runs
+
+
 def test_dvc_stages_own_exactly_what_their_rules_make(default_plan):
     stages = dvc_stages()
-    made = [(job["rule"], path) for job in default_plan for path in job["output"]]
+    made = [(job["rule"], path) for job in default_plan for path in job["output"] if path not in UNHASHED]
+    assert UNHASHED <= {path for job in default_plan for path in job["output"]}
+    ignored = (REPO / ".gitignore").read_text().splitlines()
+    assert all(f"/{path}" in ignored for path in UNHASHED)
     assert made, "the dry run planned no job"
     for rule, path in made:
         owners = [name for name, stage in stages.items() if under(path, stage_outputs(stage))]
@@ -331,18 +336,21 @@ def test_the_code_of_a_stage_is_its_layers():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """The whole pipeline on the tiny params, in a fresh copy; (workspace, seconds, output)."""
+    """The tiny params' cost benchmark (as `make bench` measures it, to be committed), then the whole
+    pipeline on them, in a fresh copy; (workspace, seconds of the pipeline, the pipeline's output)."""
     ws = workspace(tmp_path_factory.mktemp("tiny"))
+    res = snakemake(ws, "--cores", "2", "--forcerun", "bench", "cost_scaling", "--", "benchmarks", timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     start = time.perf_counter()
     res = snakemake(ws, "--cores", "2", timeout=600)
     seconds = time.perf_counter() - start
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return ws, seconds
+    return ws, seconds, res.stdout + res.stderr
 
 
 @pytest.mark.slow
 def test_full_tiny_run_completes_then_has_nothing_to_do(tiny_run):
-    ws, _ = tiny_run
+    ws = tiny_run[0]
     import pandas as pd
 
     from iai.analysis.captions import FIGURES
@@ -355,7 +363,11 @@ def test_full_tiny_run_completes_then_has_nothing_to_do(tiny_run):
     assert not [str(p) for p in (ws / "data").rglob(".*")]
     results = pd.read_csv(ws / "data/results/results.csv")
     assert set(results.learner) == {"bayes", "prior", "sgd", "po", "po_once"}
-    assert {"wall_time_s", "peak_memory_mb"} <= set(results.metric)  # the cost rows were merged
+    assert {"wall_time_s", "peak_memory_mb"} <= set(results.metric)  # the committed cost rows were merged
+    assert {path.name for path in (ws / TINY_BENCH).iterdir()} == {"linreg.csv", "linreg.json", "scaling.json",
+                                                                   "scaling.png"}
+    ran = {rule for rule, _ in snakemake_jobs(tiny_run[2])}
+    assert not {"bench", "cost_scaling", "train", "train_run"} & ran, ran  # nothing measured again
     assert sorted(results.n_train[results.metric == "mse"].unique()) == [16, 32, 64]
     res = snakemake(ws, "--dry-run")
     assert res.returncode == 0 and "Nothing to be done" in res.stdout, res.stdout
@@ -363,7 +375,7 @@ def test_full_tiny_run_completes_then_has_nothing_to_do(tiny_run):
 
 @pytest.mark.slow
 def test_workflow_report_builds_offline(tiny_run):
-    ws, _ = tiny_run
+    ws = tiny_run[0]
     res = snakemake(ws, "--report", "reports/workflow.html")
     assert res.returncode == 0, res.stderr
     html = (ws / "reports/workflow.html").read_text()
@@ -445,7 +457,9 @@ def tiny_dvc_project(ws: Path) -> None:
     """Make a finished tiny workspace a DVC project driven by the real dvc.yaml, pointed at the tiny params."""
     assert subprocess.run(["git", "init", "-q"], cwd=ws).returncode == 0
     assert dvc(ws, "init", "-q").returncode == 0
-    (ws / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text().replace(DEFAULT, TINY))
+    shutil.copy(REPO / ".dvcignore", ws / ".dvcignore")  # *.timing.json: what DVC does not hash
+    (ws / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text().replace(DEFAULT, TINY)
+                                 .replace("docs/bench/default", TINY_BENCH))
     (ws / "workflow/config.yaml").write_text(f"params: {TINY}\n")
     assert dvc(ws, "commit", "--force", "--quiet").returncode == 0  # what `make reproduce` does after Snakemake
     assert "Data and pipelines are up to date" in dvc(ws, "status").stdout
@@ -460,6 +474,21 @@ def snakemake_jobs(output: str) -> list[tuple[str, str]]:
             wildcards = re.search(r"^\s+wildcards: (.*)$", block, flags=re.M)
             jobs.append((rule.group(1), wildcards.group(1) if wildcards else ""))
     return jobs
+
+
+@pytest.mark.slow
+def test_two_runs_of_one_commit_record_the_same_dvc_lock(tiny_run, tmp_path):
+    """A second fresh workspace with the same committed benchmark: every output DVC hashes is the same
+    (timings and the commit live in *.timing.json and reports/run.html, which it does not hash)."""
+    first = copy_run(tiny_run[0], tmp_path / "first")
+    second = workspace(tmp_path / "second")
+    shutil.copytree(first / TINY_BENCH, second / TINY_BENCH)
+    res = snakemake(second, "--cores", "2", timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    for ws in (first, second):
+        tiny_dvc_project(ws)
+    assert (first / "dvc.lock").read_text() == (second / "dvc.lock").read_text()
+    assert (first / "reports/run.html").read_text() != (second / "reports/run.html").read_text()  # durations
 
 
 @pytest.mark.slow
@@ -479,27 +508,36 @@ def test_dvc_repro_after_a_claims_option_change_reruns_the_report_only(tiny_run,
     assert [rule for rule, _ in snakemake_jobs(repro.stdout + repro.stderr)] == ["report"]
     changed = {k for k, v in mtimes(ws).items() if before.get(k) != v}
     assert changed == {"reports/index.html", "reports/metrics.json", "reports/claims.md",
-                       "reports/comparisons.json"}, changed
+                       "reports/comparisons.json", "reports/run.html"}, changed
     assert "Data and pipelines are up to date" in dvc(ws, "status").stdout
     res = snakemake(ws, "--dry-run")  # the job DVC ran went through Snakemake: it agrees
     assert "Nothing to be done" in res.stdout, res.stdout
 
 
 @pytest.mark.slow
-def test_a_cost_scaling_option_change_replans_the_cost_scaling_job_alone(tiny_run, tmp_path):
-    # bench.scaling_tasks is read by `iai bench cost` only: the cost table of `iai bench`
-    # (the bench rule) must not rerun for it, nor any training or evaluation
+def test_a_bench_option_change_replans_the_benchmark_alone_and_a_new_benchmark_the_report(tiny_run, tmp_path):
+    # the pipeline reads the committed benchmark: a bench option is read by `make bench` alone, and
+    # bench.scaling_tasks by `iai bench cost` alone (not the cost table of `iai bench`)
     from iai.params import load_params
 
     ws = copy_run(tiny_run[0], tmp_path / "ws")
     raw = yaml.safe_load((ws / TINY).read_text())
     raw["bench"]["scaling_tasks"] = load_params(ws / TINY).bench.scaling_tasks + 1
     (ws / TINY).write_text(yaml.safe_dump(raw, sort_keys=False))
+    res = snakemake(ws, "--dry-run")  # the report alone, which shows the whole recipe
+    assert res.returncode == 0, res.stderr
+    assert job_counts(res.stdout) == {"report": 1, "all": 1}
+    res = snakemake(ws, "--dry-run", "benchmarks")
+    assert res.returncode == 0, res.stderr
+    assert job_counts(res.stdout) == {"cost_scaling": 1, "benchmarks": 1}
+    # a benchmark measured again (here: one number of it changed) reruns the merge and what reads it
+    table = ws / TINY_BENCH / "linreg.csv"
+    rows = pd.read_csv(table)
+    rows.loc[0, "value"] *= 2
+    rows.to_csv(table, index=False)
     res = snakemake(ws, "--dry-run")
     assert res.returncode == 0, res.stderr
-    counts = job_counts(res.stdout)
-    assert counts.get("cost_scaling") == 1, counts
-    assert not {"bench", "train", "train_run", "evaluate", "generate"} & set(counts), counts
+    assert job_counts(res.stdout) == {"merge": 1, "figures": 1, "report": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -513,9 +551,7 @@ def test_dvc_repro_after_one_run_changes_retrains_that_run_only(tiny_run, tmp_pa
     repro = dvc(ws, "repro")
     assert repro.returncode == 0, repro.stdout + repro.stderr
     # DVC runs the stages downstream of the params; Snakemake inside them runs the changed run's jobs only
-    # (`po` is in the cost pair: the bench stage measures it again)
-    assert re.findall(r"Running stage '([^']+)'", repro.stdout) == ["train", "evaluate", "bench", "merge", "figures",
-                                                                     "report"]
+    assert re.findall(r"Running stage '([^']+)'", repro.stdout) == ["train", "evaluate", "merge", "figures", "report"]
     jobs = snakemake_jobs(repro.stdout + repro.stderr)
     assert [j for j in jobs if j[0].startswith("train")] == [("train_run", "run=linreg/po")], jobs
     # the family's runs are evaluated in one job (the references' job does not rerun)

@@ -1,6 +1,6 @@
-# Evaluation at growing n (data/results/eval: computed, the same on every run), cost measurements
-# (data/results/cost: timings, which differ from run to run, kept apart so that DVC's hash of the
-# evaluations stays the same), and the merged results table.
+# Evaluation at growing n (data/results/eval: computed, the same on every run), the cost benchmark
+# (`make bench` only: timings, which differ from run to run, written to the committed BENCH_DIR), and
+# the merged results table.
 
 
 rule evaluate:
@@ -33,8 +33,8 @@ rule bench:
         models=lambda w: [f"data/models/{w.family}/{name}/seed0.pt" for name in BENCH[w.family]],
         code=CODE["bench"],
     output:
-        table="data/results/cost/{family}.csv",
-        summary="data/results/cost/{family}.json",
+        table=f"{BENCH_DIR}/{{family}}.csv",
+        summary=f"{BENCH_DIR}/{{family}}.json",
     params:
         file=PARAMS_FILE,
         # what `iai bench` (the table) reads: not bench.max_n or bench.scaling_tasks, which are the cost_scaling rule's
@@ -42,7 +42,7 @@ rule bench:
                                     bench=dict(sizes=PARAMS.bench.sizes, tasks=PARAMS.bench.tasks,
                                                repeats=PARAMS.bench.repeats)),
     wildcard_constraints:
-        family=r"(?!scaling$)[A-Za-z0-9][A-Za-z0-9_.-]*",  # data/results/cost/scaling.* is the cost_scaling rule's
+        family=r"(?!scaling$)[A-Za-z0-9][A-Za-z0-9_.-]*",  # BENCH_DIR/scaling.* is the cost_scaling rule's
     threads: workflow.cores
     resources:
         gpu=1,
@@ -63,7 +63,7 @@ rule cost_scaling:
         code=CODE["bench"],
     output:
         json=COST_SCALING,
-        figure="data/results/cost/scaling.png",
+        figure=f"{BENCH_DIR}/scaling.png",
     params:
         file=PARAMS_FILE,
         family=COST_SCALING_FAMILY,
@@ -91,22 +91,26 @@ rule evaluations:
         evaluation_tables(),
 
 
-rule costs:
-    """Every cost table and the cost scaling (the dvc.yaml stage `bench`)."""
+rule benchmarks:
+    """The cost benchmark of the params (`make bench`, which forces rules bench and cost_scaling to run):
+    every cost table and the cost scaling, into BENCH_DIR, to be committed."""
     input:
-        cost_tables(),
-        COST_SCALING,
+        benchmark_files(),
 
 
 rule merge:
-    """Every evaluation and cost table -> the per-task table and its summary (checked and sorted)."""
+    """Every evaluation table and the committed cost tables -> the per-task table and its summary
+    (checked and sorted)."""
     input:
-        tables=evaluation_tables() + cost_tables(),
+        tables=evaluation_tables(),
         code=CODE["merge"],
     output:
         summary="data/results/results.csv",
         tasks="data/results/per_task.parquet",
+    params:
+        costs=[p for p in BENCHMARK if p in cost_tables()],  # read, never made here (committed_benchmark)
+        benchmark=BENCHMARK_DIGEST,
     log:
         "logs/merge.log",
     shell:
-        "iai merge {input.tables} --out {output.summary} --tasks {output.tasks} > {log} 2>&1"
+        "iai merge {input.tables} {params.costs} --out {output.summary} --tasks {output.tasks} > {log} 2>&1"

@@ -338,7 +338,8 @@ def judge_cost(scaling: dict | None, options=None) -> dict:
     o = _options(options)
     pre = cost_precondition(o)
     if not scaling or not scaling.get("regimes"):
-        return _result("`iai bench cost`", pre, "inconclusive", [], "no cost scaling measured")
+        return _result("`iai bench cost`", pre, "inconclusive", [],
+                       "no cost benchmark of this recipe (`make bench` measures one)")
     device = scaling.get("device_name", scaling.get("device"))
     test = (f"`iai bench cost` on {device}: per regime an iterative learner (B = {scaling['batch_size']}) against its "
             f"one-shot twin on the same {scaling.get('n_tasks')} tasks per call, n doubling to {max(scaling['n'])}. "

@@ -6,8 +6,10 @@ beside it) and ``docs/results.md`` from the results table and the figures.
                --out reports/index.html --metrics reports/metrics.json --results-doc docs/results.md
 
 The HTML is one self-contained file (CSS inline, figures embedded as PNG data and linked to the
-files beside it): it opens from disk with no server. It shows what was run (params, git commit,
-devices, durations per stage from the stages' summary JSON files), the six claims with their
+files beside it): it opens from disk with no server. It shows what was run (params, devices, the
+stages' jobs from their summary JSON files; the git commit and each job's duration too, unless
+``--run-page`` names a page for them, which the workflow does so that the report's bytes are the same on
+every run of a commit), the six claims with their
 measured numbers and computed verdicts (:mod:`iai.analysis.claims`), a summary table of final numbers and
 every figure of :data:`iai.analysis.captions.FIGURES` with its caption. ``metrics.json`` holds the headline
 numbers for ``dvc metrics`` and ``dvc exp show``, with short keys: each claim's verdict (``verdicts``), its
@@ -42,6 +44,7 @@ from iai.analysis.captions import FIGURES
 from iai.analysis.claims import Options, evaluate_claims, sensitivity
 from iai.analysis.cost import device_table
 from iai.analysis.report_html import page
+from iai.analysis.report_html import run_page as run_page_html
 from iai.analysis.results_doc import render as results_page
 from iai.analysis.selection import PREDICTION, final_step, higher_is_better, known_learners, labels, quality, reference
 from iai.core import results
@@ -285,12 +288,15 @@ def load_table(path: str | Path, params=None) -> pd.DataFrame:
 def build(results_path: str | Path, figures_dir: str | Path, out: str | Path, metrics_path: str | Path | None,
           params_path: str | Path | None = None, stage_info: list | None = None,
           cost_scaling: str | Path | None = None, tasks_path: str | Path | None = None,
-          device_costs: list | None = None, results_doc: str | Path | None = None) -> dict:
+          device_costs: list | None = None, results_doc: str | Path | None = None,
+          run_page: str | Path | None = None) -> dict:
     """Write the report (and metrics); returns the claims. ``tasks_path``: the per-task table the claims
     are judged on (default: per_task.parquet beside the results); ``cost_scaling``: the JSON of
     ``iai bench cost``, on which claim 6 is judged; ``device_costs``: more such JSONs (other devices,
     e.g. the committed GPU runs under docs/gpu), each judged by claim 6's rule in the report's device table;
-    ``results_doc``: where to write the results page rendered from the metrics (:mod:`iai.analysis.results_doc`)."""
+    ``results_doc``: where to write the results page rendered from the metrics (:mod:`iai.analysis.results_doc`);
+    ``run_page``: where to write this run's commit and durations, then left out of the report, so that two
+    runs of one commit write the same report (without it the report shows them)."""
     params = None
     if params_path:
         from iai.params import load_params
@@ -322,8 +328,11 @@ def build(results_path: str | Path, figures_dir: str | Path, out: str | Path, me
         "sensitivity": fragile,
         "rules_hash": rules.rules_hash(),
         "devices": device_table([str(x) for x in device_costs], options) if device_costs else None,
+        "run_page": os.path.relpath(run_page, Path(out).parent) if run_page else None,
     }
     write_text(out, page(context))
+    if run_page:
+        write_text(run_page, run_page_html(context))
     headline = metrics(df, claims, rules.rules_hash())
     if metrics_path:
         write_json(metrics_path, headline)
@@ -347,6 +356,8 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device-costs", nargs="*", default=[], metavar="JSON",
                    help="`iai bench cost` outputs of other devices (docs/gpu/cost_*.json), judged by claim 6's rule")
     p.add_argument("--out", default="reports/index.html", help="report HTML (default: reports/index.html)")
+    p.add_argument("--run-page", metavar="HTML", help="write this run's commit and stage durations here, and "
+                   "leave them out of --out (which is then the same on every run of a commit)")
     p.add_argument("--metrics", default="reports/metrics.json", help="headline numbers for `dvc metrics`")
     p.add_argument("--results-doc", metavar="MD", help="also write the repository's results page (docs/results.md) "
                    "from the metrics; `iai report-doc` renders it again from a metrics.json")
@@ -354,6 +365,6 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
 
 def cli_main(args: argparse.Namespace) -> None:
     out = build(args.results, args.figures, args.out, args.metrics, args.params, args.stage_info, args.cost_scaling,
-                args.tasks, args.device_costs, args.results_doc)
+                args.tasks, args.device_costs, args.results_doc, args.run_page)
     verdicts = ", ".join(f"{c['claim']}: {c['verdict']}" for c in out["claims"])
     print(f"wrote {args.out} and {args.metrics} (claims {verdicts})")

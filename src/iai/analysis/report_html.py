@@ -88,14 +88,21 @@ def _devices(ctx: dict) -> str:
     return f"{p.device} (from the params; no stage summaries given)" if p else "unknown (no stage summaries given)"
 
 
+def _run_link(ctx: dict) -> str:
+    """Where this run's commit and durations are: this page, or the run page beside it."""
+    if ctx.get("run_page"):
+        return f' · this run (commit, durations): <a href="{esc(ctx["run_page"])}">{esc(ctx["run_page"])}</a>'
+    return f" · git commit {esc(ctx['commit'])}"
+
+
 def header(ctx: dict) -> str:
     params = f" · params <code>{esc(ctx['params_path'])}</code>" if ctx["params_path"] else ""
     return f"""<h1>Iterative amortized inference: reproduction report</h1>
 <p class="meta">Results <code>{esc(ctx['results_path'])}</code>
  ({ctx['rows']} rows, sha256 {ctx['results_sha']}){params}
- · git commit {esc(ctx['commit'])} · device: {esc(_devices(ctx))}</p>
-<p>Every number, table, figure and verdict below is computed from the results table (and the stages'
-summaries for durations); none is written by hand. Method: Mittal et al. 2025, arXiv 2510.11471.</p>
+ · device: {esc(_devices(ctx))}{_run_link(ctx)}</p>
+<p>Every number, table, figure and verdict below is computed from the results table and the stages'
+summaries; none is written by hand. Method: Mittal et al. 2025, arXiv 2510.11471.</p>
 <nav><a href="#claims">Claims</a><a href="#run">What was run</a><a href="#summary">Final numbers</a>
 <a href="#figures">Figures</a><a href="#claim-details">Claim details</a></nav>"""
 
@@ -153,7 +160,8 @@ def what_was_run(ctx: dict) -> str:
                  "families": ", ".join(sorted(df[df.learner == r["learner"]].family.unique()))}
                 for _, r in lr.sort_values(["o", "learner", "mode", "context"]).iterrows()]
     out = ['<h2 id="run">What was run</h2><h3>Families and evaluation</h3>', table(fams),
-           "<h3>Learners</h3>", table(learners), "<h3>Stages</h3>", stages(ctx["stages"])]
+           "<h3>Learners</h3>", table(learners),
+           "<h3>Stages</h3>", stages(ctx["stages"], durations=not ctx.get("run_page"))]
     if ctx["params"] is not None:
         p = ctx["params"]
         key = {"seed": p.seed, "device": p.device, **{f"banks.{k}": v for k, v in p.banks.items()},
@@ -167,7 +175,9 @@ def what_was_run(ctx: dict) -> str:
     return "".join(out)
 
 
-def stages(st: pd.DataFrame) -> str:
+def stages(st: pd.DataFrame, durations: bool = True) -> str:
+    """The stages' jobs: per stage, and every job; with their durations or without them (``durations``:
+    a page whose bytes must be the same on every run of a commit leaves them to the run page)."""
     if st.empty:
         return "<p><em>No stage summaries were given (<code>--stage-info</code>).</em></p>"
     st = st.copy()
@@ -175,12 +185,14 @@ def stages(st: pd.DataFrame) -> str:
     st["where"] = st.get("device_name", pd.Series(index=st.index, dtype=object))
     if "device" in st:
         st["where"] = st["where"].fillna(st["device"])
+    timed = ("total duration (s)", "longest job (s)", "duration_s")
     rows = [{"stage": s, "jobs": len(g), "total duration (s)": float(g.duration_s.sum(min_count=1)),
              "longest job (s)": float(g.duration_s.max()),
              "device": ", ".join(sorted(set(g["where"].dropna().astype(str)))) or "—"}
             for s, g in st.groupby("stage", sort=False)]
+    rows = rows if durations else [{k: v for k, v in r.items() if k not in timed} for r in rows]
     cols = [c for c in ("stage", "family", "learner", "duration_s", "device", "device_name", "rows", "iterations",
-                        "final_loss", "threads") if c in st]
+                        "final_loss", "threads") if c in st and (durations or c not in timed)]
     jobs = [{c: r[c] for c in cols if not (isinstance(r[c], float) and math.isnan(r[c]))} for _, r in st.iterrows()]
     return table(rows) + f"<details><summary>Every job ({len(jobs)})</summary>{table(jobs, cols)}</details>"
 
@@ -258,9 +270,25 @@ def claim_details(claims: list[dict]) -> str:
     return "".join(out)
 
 
-def page(ctx: dict) -> str:
-    body = "".join([header(ctx), claims_overview(ctx["claims"], ctx), what_was_run(ctx), final_numbers(ctx),
-                    figures(ctx), claim_details(ctx["claims"])])
+def _html(title: str, body: str) -> str:
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
-            f'content="width=device-width, initial-scale=1"><title>iai reproduction report</title>'
+            f'content="width=device-width, initial-scale=1"><title>{esc(title)}</title>'
             f"<style>{CSS}</style></head><body><main>{body}</main></body></html>\n")
+
+
+def page(ctx: dict) -> str:
+    """The report. With ``ctx["run_page"]`` (the run page's address, relative to the report) it holds
+    nothing that differs between two runs of one commit: no commit, no durations (see :func:`run_page`)."""
+    return _html("iai reproduction report", "".join([
+        header(ctx), claims_overview(ctx["claims"], ctx), what_was_run(ctx), final_numbers(ctx), figures(ctx),
+        claim_details(ctx["claims"])]))
+
+
+def run_page(ctx: dict) -> str:
+    """What this run of the report's results was: the commit and every stage job's duration and device."""
+    return _html("iai: this run", f"""<h1>This run</h1>
+<p class="meta">Results <code>{esc(ctx['results_path'])}</code> ({ctx['rows']} rows, sha256 {ctx['results_sha']})
+ · git commit {esc(ctx['commit'])} · device: {esc(_devices(ctx))}</p>
+<p>The commit the report was written at, and how long each stage's jobs took (from the stages' summaries and
+their <code>*.timing.json</code> files). None of it is hashed by DVC: it differs from run to run.</p>
+<h2>Stages</h2>{stages(ctx["stages"])}""")

@@ -67,9 +67,11 @@ def _cost_table(regimes: dict) -> list[str]:
 def _claim_section(claim: str, verdict: str, headline: dict, options: Options) -> list[str]:
     out = [f"## Claim {claim}: {TITLES[claim]}", "", f"**Verdict: {verdict}.**", ""]
     if claim == "6":  # the cost claim, judged per regime of `iai bench cost`
-        out += [f"**Test.** Measured by `iai bench cost` (the machine and sizes: the report). {cost_rule(options)}",
+        out += [f"**Test.** Measured by `iai bench cost` (`make bench`, committed under docs/bench/; the machine "
+                f"and sizes: the report). {cost_rule(options)}",
                 "", f"**Precondition.** {cost_precondition(options)}.", ""]
-        return out + (_cost_table(headline["regimes"]) if headline.get("regimes") else ["No cost scaling measured."])
+        return out + (_cost_table(headline["regimes"]) if headline.get("regimes")
+                      else ["No cost benchmark of this recipe (`make bench` measures one)."])
     out += [f"**Test.** {stated_test(claim, options)}", "", f"**Precondition.** {precondition(options)}.", ""]
     return out + (_primary_table(headline["primary"]) if headline.get("primary")
                   else ["No primary comparison was pre-registered for this claim."])

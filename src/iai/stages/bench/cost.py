@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -141,7 +142,8 @@ def bench_cost(params_file: str | None = None, family_name: str | None = None, s
     sizes = sorted(sizes or COST_SIZES)
     family, learners, b, source = cost_setup(family_name=family_name, params_file=params_file)
     out = {"n": sizes, "batch_size": b, "n_tasks": n_tasks, "n_query": n_query, "device": str(dev),
-           "device_name": describe_device(dev), "threads_one_shot": threads or torch.get_num_threads(),
+           "device_name": describe_device(dev), "date": time.strftime("%Y-%m-%d", time.gmtime()),
+           "threads_one_shot": threads or torch.get_num_threads(),
            "threads_iterative": iterative_threads or torch.get_num_threads(), "source": source,
            "family": family.params(),
            "time_cap_s": time_cap_s, "memory_cap_mb": memory_cap_mb, "compiled": bool(compiled),

@@ -63,6 +63,7 @@ def table_main(args: argparse.Namespace) -> None:
     write(df, args.out)
     write_json(Path(args.out).with_suffix(".json"), {
         "stage": "bench", "family": args.family, "rows": len(df), "device": str(resolve_device(device)),
-        "device_name": describe_device(resolve_device(device)), "threads": torch.get_num_threads(),
+        "device_name": describe_device(resolve_device(device)), "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "threads": torch.get_num_threads(),
         "duration_s": round(time.perf_counter() - start, 3)})
     print(f"wrote {args.out} ({len(df)} rows)")
