@@ -521,16 +521,25 @@ def test_a_bench_option_change_replans_the_benchmark_alone_and_a_new_benchmark_t
     from iai.params import load_params
 
     ws = copy_run(tiny_run[0], tmp_path / "ws")
-    raw = yaml.safe_load((ws / TINY).read_text())
+    recipe = (ws / TINY).read_text()
+    raw = yaml.safe_load(recipe)
     raw["bench"]["scaling_tasks"] = load_params(ws / TINY).bench.scaling_tasks + 1
     (ws / TINY).write_text(yaml.safe_dump(raw, sort_keys=False))
-    res = snakemake(ws, "--dry-run")  # the report alone, which shows the whole recipe
+    # the report alone reruns (it shows the whole recipe), without the committed cost scaling, which was
+    # measured with other settings (claim 6 is then not judged), and says so; the cost rows are still its own
+    res = snakemake(ws, "--dry-run")
     assert res.returncode == 0, res.stderr
     assert job_counts(res.stdout) == {"report": 1, "all": 1}
+    warning = [line for line in res.stderr.splitlines() if line.startswith("warning: ")]
+    assert warning == [f"warning: {TINY_BENCH}/scaling.json: measured with other settings than {TINY}'s (or before "
+                       "they were recorded), so not read; `make bench` measures them again"], res.stderr
+    command = re.search(r"^Shell command: (iai report .*)$", res.stdout, flags=re.M).group(1)
+    assert "--cost-scaling" not in command and f"{TINY_BENCH}/linreg.json" in command
     res = snakemake(ws, "--dry-run", "benchmarks")
     assert res.returncode == 0, res.stderr
     assert job_counts(res.stdout) == {"cost_scaling": 1, "benchmarks": 1}
     # a benchmark measured again (here: one number of it changed) reruns the merge and what reads it
+    (ws / TINY).write_text(recipe)
     table = ws / TINY_BENCH / "linreg.csv"
     rows = pd.read_csv(table)
     rows.loc[0, "value"] *= 2

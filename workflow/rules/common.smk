@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 from iai.analysis.captions import FIGURES
@@ -140,19 +141,65 @@ def benchmark_files():
     return [p for table in cost_tables() for p in (table, table.replace(".csv", ".json"))] + [COST_SCALING]
 
 
+def bench_settings(family):
+    """What `iai bench` (the table) reads: not bench.max_n or bench.scaling_tasks (the cost_scaling rule's)."""
+    return settings(seed=RAW["seed"], device=RAW.get("device"), family=RAW["families"][family],
+                    bench=dict(sizes=PARAMS.bench.sizes, tasks=PARAMS.bench.tasks, repeats=PARAMS.bench.repeats))
+
+
+# what `iai bench cost` reads: the family, its cost pair's runs, and the bench section's sizes
+COST_SCALING_SETTINGS = settings(
+    family=RAW["families"][COST_SCALING_FAMILY], model=RAW["model"], train=RAW["train"],
+    runs=[r for r in RAW["runs"]
+          if r["family"] == COST_SCALING_FAMILY and r["name"] in BENCH.get(COST_SCALING_FAMILY, [])],
+    max_n=PARAMS.bench.max_n, repeats=PARAMS.bench.repeats, tasks=PARAMS.bench.scaling_tasks)
+
+
+def recipe(text):
+    """A short digest of a benchmark job's settings: written into its JSON, so that a later run can tell
+    whether the committed benchmark was measured with its own params."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def measured_recipe(json_path):
+    try:
+        return json.loads(Path(json_path).read_text()).get("recipe")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def committed_benchmark():
     """The benchmark files merge and report read: those of benchmark_files() that are there (none before
-    a first `make bench`), and a digest of their bytes. They are the rules' params, not their inputs, so
-    that Snakemake never schedules the benchmark itself; the digest reruns them when it is measured again."""
-    present = [p for p in benchmark_files() if Path(p).is_file()]
+    a first `make bench`) and were measured with these params' settings. They are the rules' params
+    (with their file_digest), not their inputs, so that Snakemake never schedules the benchmark
+    itself, and reruns them when it is measured again. A file of other settings is left out
+    (claim 6 is then not judged, or the family has no cost rows), with a warning."""
+    expected = {COST_SCALING: recipe(COST_SCALING_SETTINGS)}
+    for family in BENCH:
+        for ext in (".csv", ".json"):
+            expected[f"{BENCH_DIR}/{family}{ext}"] = recipe(bench_settings(family))
+    present, stale = [], []
+    for path in benchmark_files():
+        if Path(path).is_file():
+            record = path if path.endswith(".json") else path[: -len(".csv")] + ".json"
+            (present if measured_recipe(record) == expected[path] else stale).append(path)
+    if stale:
+        print(f"warning: {', '.join(stale)}: measured with other settings than {PARAMS_FILE}'s (or before they were "
+              "recorded), so not read; `make bench` measures them again", file=sys.stderr)
+    return present
+
+
+def file_digest(paths):
+    """A digest of the files' names and bytes: the param by which a rule reruns when one is measured again."""
     digest = hashlib.sha256()
-    for path in present:
+    for path in paths:
         for part in (path.encode(), b"\0", Path(path).read_bytes()):
             digest.update(part)
-    return present, digest.hexdigest()[:16]
+    return digest.hexdigest()[:16]
 
 
-BENCHMARK, BENCHMARK_DIGEST = committed_benchmark()
+BENCHMARK = committed_benchmark()
+COST_ROWS = [p for p in BENCHMARK if p in cost_tables()]  # the cost tables the merge reads
 
 
 # Targets of the dvc.yaml stages (`snakemake --allowed-rules generate banks -- banks`): one per stage.

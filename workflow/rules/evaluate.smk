@@ -37,10 +37,8 @@ rule bench:
         summary=f"{BENCH_DIR}/{{family}}.json",
     params:
         file=PARAMS_FILE,
-        # what `iai bench` (the table) reads: not bench.max_n or bench.scaling_tasks, which are the cost_scaling rule's
-        settings=lambda w: settings(seed=RAW["seed"], device=RAW.get("device"), family=RAW["families"][w.family],
-                                    bench=dict(sizes=PARAMS.bench.sizes, tasks=PARAMS.bench.tasks,
-                                               repeats=PARAMS.bench.repeats)),
+        settings=lambda w: bench_settings(w.family),
+        recipe=lambda w: recipe(bench_settings(w.family)),
     wildcard_constraints:
         family=r"(?!scaling$)[A-Za-z0-9][A-Za-z0-9_.-]*",  # BENCH_DIR/scaling.* is the cost_scaling rule's
     threads: workflow.cores
@@ -50,7 +48,7 @@ rule bench:
         "logs/bench/{family}.log",
     shell:
         "iai bench --params {params.file} --family {wildcards.family} --models data/models --threads {threads}"
-        " --out {output.table} > {log} 2>&1"
+        " --recipe {params.recipe} --out {output.table} > {log} 2>&1"
 
 
 rule cost_scaling:
@@ -70,10 +68,8 @@ rule cost_scaling:
         max_n=PARAMS.bench.max_n,
         repeats=PARAMS.bench.repeats,
         tasks=PARAMS.bench.scaling_tasks,
-        settings=settings(family=RAW["families"][COST_SCALING_FAMILY], model=RAW["model"], train=RAW["train"],
-                          runs=[r for r in RAW["runs"]
-                                if r["family"] == COST_SCALING_FAMILY and r["name"] in BENCH.get(COST_SCALING_FAMILY, [])],
-                          max_n=PARAMS.bench.max_n, repeats=PARAMS.bench.repeats, tasks=PARAMS.bench.scaling_tasks),
+        settings=COST_SCALING_SETTINGS,
+        recipe=recipe(COST_SCALING_SETTINGS),
     threads: workflow.cores
     resources:
         gpu=1,
@@ -81,7 +77,7 @@ rule cost_scaling:
         "logs/bench/cost_scaling.log",
     shell:
         "iai bench cost --params {params.file} --family {params.family} --max-n {params.max_n} --threads {threads}"
-        " --repeats {params.repeats} --tasks {params.tasks}"
+        " --repeats {params.repeats} --tasks {params.tasks} --recipe {params.recipe}"
         " --out {output.json} --figure {output.figure} > {log} 2>&1"
 
 
@@ -108,8 +104,8 @@ rule merge:
         summary="data/results/results.csv",
         tasks="data/results/per_task.parquet",
     params:
-        costs=[p for p in BENCHMARK if p in cost_tables()],  # read, never made here (committed_benchmark)
-        benchmark=BENCHMARK_DIGEST,
+        costs=COST_ROWS,  # read, never made here (committed_benchmark)
+        benchmark=file_digest(COST_ROWS),
     log:
         "logs/merge.log",
     shell:

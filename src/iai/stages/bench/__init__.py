@@ -78,6 +78,8 @@ def cli_arguments(p: argparse.ArgumentParser) -> None:
                    help="train: override train.sampler (default: the runs' own)")
     p.add_argument("--figure", default=None, help="cost: PNG path (default: the --out path with .png)")
     p.add_argument("--out", default=None, help="table: cost rows (CSV; a summary JSON beside it); cost/train: JSON")
+    p.add_argument("--recipe", default=None, help="a digest of the settings measured (the workflow's), kept in the "
+                   "JSON: a later run of other settings tells a committed benchmark is not its own")
 
 
 def cli_main(args: argparse.Namespace) -> None:
@@ -114,5 +116,7 @@ def cli_main(args: argparse.Namespace) -> None:
         result = train.bench_train(args.params, args.family, args.iterations, args.device or "auto", args.threads or 1,
                              sampler=args.sampler, compare=args.compare)
     result["duration_s"] = round(time.perf_counter() - start, 2)
+    if args.recipe:
+        result["recipe"] = args.recipe
     write_json(out, result)
     print(f"wrote {out}" + (f" and {figure}" if args.what == "cost" else ""))

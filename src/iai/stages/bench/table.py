@@ -65,5 +65,5 @@ def table_main(args: argparse.Namespace) -> None:
         "stage": "bench", "family": args.family, "rows": len(df), "device": str(resolve_device(device)),
         "device_name": describe_device(resolve_device(device)), "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "threads": torch.get_num_threads(),
-        "duration_s": round(time.perf_counter() - start, 3)})
+        "duration_s": round(time.perf_counter() - start, 3), **({"recipe": args.recipe} if args.recipe else {})})
     print(f"wrote {args.out} ({len(df)} rows)")
