@@ -100,9 +100,15 @@ def evaluation_settings(family, learner):
     return settings(**common, seeds={name: SEEDS[(family, name)] for name in names})
 
 
+def every_core():
+    """Every core of a local run (--cores); on a cluster, where no --cores is given, 1 here and the
+    profile's set-threads decides (workflow.cores would stop the workflow there)."""
+    return workflow.resource_settings.cores or 1
+
+
 def train_threads(family, learner):
     """The run's train.threads (0 = every core Snakemake may use)."""
-    return PARAMS.run(family, learner).train.get("threads", 0) or workflow.cores
+    return PARAMS.run(family, learner).train.get("threads", 0) or every_core()
 
 
 def run_files(family, learner, ext):

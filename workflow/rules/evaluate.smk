@@ -41,7 +41,7 @@ rule bench:
         recipe=lambda w: recipe(bench_settings(w.family)),
     wildcard_constraints:
         family=r"(?!scaling$)[A-Za-z0-9][A-Za-z0-9_.-]*",  # BENCH_DIR/scaling.* is the cost_scaling rule's
-    threads: workflow.cores
+    threads: every_core()
     resources:
         gpu=1,
     log:
@@ -70,7 +70,7 @@ rule cost_scaling:
         tasks=PARAMS.bench.scaling_tasks,
         settings=COST_SCALING_SETTINGS,
         recipe=recipe(COST_SCALING_SETTINGS),
-    threads: workflow.cores
+    threads: every_core()
     resources:
         gpu=1,
     log:
