@@ -8,9 +8,11 @@
 #   2. `iai bench train --compare`: meta-training throughput per regime under bf16 autocast (as
 #      `iai train` runs on CUDA), side by side with the step-by-step path, and MFU,
 #   3. the same for params/paper.yaml's larger model and batches (what its 20,000 iterations cost),
-#   4. the CUDA tests: learners match the CPU's numbers, bf16 training, CUDA memory peaks.
+#   4. the CUDA tests: learners match the CPU's numbers, bf16 training, CUDA memory peaks,
+#   5. the throughput gain of packing PACK trainings onto the GPU at once (packing.json).
 # Timings inside the commands are bracketed by torch.cuda.synchronize.
-# Files under OUT: bench_cost.{json,png,log}, bench_train.json, bench_train_paper.json, test_cuda.log.
+# Files under OUT: bench_cost.{json,png,log}, bench_train.json, bench_train_paper.json, test_cuda.log,
+# packing.json.
 # Usage: OUT=folder DEVICE=cuda tests/gpu_check.sh   (from the repository root; DEVICE=cpu for a dry run)
 set -uo pipefail
 OUT=${OUT:-gpu_check}
@@ -42,6 +44,24 @@ start=$(date +%s)
 timeout "${TEST_TIMEOUT:-120}" $PY -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py 2>&1 \
     | tee "$OUT/test_cuda.log" | tail -15
 echo "cuda tests: $(( $(date +%s) - start )) s"
+
+# 5. Trainings packed onto the GPU (workflow/profiles/gpu: `resources: gpu=4` slots): PACK processes of
+#    `iai bench train` at once against one alone; the gain in throughput is PACK x t(1) / t(PACK).
+timeout "${PACK_TIMEOUT:-150}" $PY - "$OUT" "$DEVICE" "${PACK:-4}" <<'PYEOF'
+import json, subprocess, sys, time
+out, device, pack = sys.argv[1], sys.argv[2], int(sys.argv[3])
+cmd = [sys.executable, "-m", "iai.cli", "bench", "train", "--device", device, "--family", "linreg", "--iterations", "30"]
+seconds = {}
+for k in (1, pack):
+    start = time.perf_counter()
+    procs = [subprocess.Popen(cmd + ["--out", f"{out}/pack_{k}_{i}.json"], stdout=subprocess.DEVNULL) for i in range(k)]
+    codes = [p.wait() for p in procs]
+    seconds[k] = time.perf_counter() - start
+    print(f"{k} training process(es) at once: {seconds[k]:.1f} s, exit codes {codes}")
+gain = pack * seconds[1] / seconds[pack]
+json.dump({"pack": pack, "seconds": seconds, "throughput_gain": gain}, open(f"{out}/packing.json", "w"), indent=2)
+print(f"packing {pack} trainings: {gain:.2f}x the throughput of one at a time")
+PYEOF
 
 $PY - "$OUT" <<'PYEOF'
 import json, sys

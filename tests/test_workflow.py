@@ -7,6 +7,7 @@ one-shot, so the cost measurement runs too), sizes 16..64, a few training iterat
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -140,6 +141,7 @@ def test_gpu_profile_plans_the_same_jobs(tmp_path):
     assert job_counts(res.stdout) == TINY_JOBS
 
 
+
 def concurrent_trainings(output: str) -> int:
     """The most trainings running at once, from Snakemake's job start and finish lines."""
     running = most = 0
@@ -153,15 +155,21 @@ def concurrent_trainings(output: str) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("profile, most", [("workflow/profiles/gpu", 1), ("workflow/profiles/default", 2)])
-def test_gpu_profile_runs_one_training_at_a_time(tiny_run, tmp_path, profile, most):
-    """Two one-thread trainings on two cores: side by side by default, one after the other on the GPU
-    profile (`resources: gpu=1`), which is how it keeps two trainings off one GPU."""
-    ws = copy_run(tiny_run[0], tmp_path / "ws")
-    res = snakemake(ws, "--workflow-profile", profile, "--cores", "2", "--set-threads", "train_run=1",
-                    "--forcerun", "train_run", "--until", "train_run")
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert concurrent_trainings(res.stdout + res.stderr) == most, res.stdout + res.stderr
+def test_trainings_packed_on_one_gpu_give_the_weights_of_one_at_a_time(tiny_run, tmp_path):
+    """Two one-thread trainings on two cores, through the GPU profile: packed onto the GPU's slots
+    (`resources: gpu=4`, the profile's), side by side; with `--resources gpu=1`, one after the other.
+    Both give byte-identical checkpoints (here on the CPU)."""
+    weights = {}
+    for slots, most in ((None, 2), (1, 1)):
+        ws = copy_run(tiny_run[0], tmp_path / f"slots{slots}")
+        res = snakemake(ws, "--workflow-profile", "workflow/profiles/gpu", "--cores", "2", "--set-threads",
+                        "train_run=1", *(["--resources", f"gpu={slots}"] if slots else []),
+                        "--forcerun", "train_run", "--until", "train_run")
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        assert concurrent_trainings(res.stdout + res.stderr) == most, res.stdout + res.stderr
+        weights[slots] = {p.relative_to(ws): p.read_bytes() for p in sorted((ws / "data/models").rglob("*.pt"))
+                          if not p.name.endswith(".resume.pt")}
+    assert len(weights[1]) == 4 and weights[1] == weights[None]
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -644,6 +652,79 @@ def test_the_readme_dvc_commands_run_as_printed(tiny_run, tmp_path):
             assert (mine / f).read_bytes() == (theirs / f).read_bytes(), f"{path}/{f}"
     assert "Data and pipelines are up to date" in dvc(clone, "status").stdout
     assert "Nothing to be done" in snakemake(clone, "--dry-run").stdout
+    # then one run's params change replans that run's jobs alone (and what reads them)
+    raw = yaml.safe_load((clone / TINY).read_text())
+    raw["runs"][0]["train"] = {"lr": 0.002}  # the run `po`
+    (clone / TINY).write_text(yaml.safe_dump(raw, sort_keys=False))
+    plan = snakemake(clone, "--dry-run")
+    assert job_counts(plan.stdout) == {"train_run": 1, "evaluate": 1, "merge": 1, "figures": 1, "report": 1,
+                                       "all": 1}, plan.stdout
+    assert "run=linreg/po\n" in plan.stdout + "\n" and "learner=runs" in plan.stdout
+
+
+GIT_USER = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def published(tiny_run, tmp_path: Path) -> tuple[Path, Path]:
+    """A finished tiny DVC project, committed to git and pushed to a local remote: (workspace, remote)."""
+    ws = copy_run(tiny_run[0], tmp_path / "ws")
+    shutil.copy(REPO / ".gitignore", ws / ".gitignore")
+    tiny_dvc_project(ws)
+    store = tmp_path / "store"
+    res = shell(ws, f"dvc remote add -d store {store} && dvc push -q && git add -A && git commit -qm results",
+                **GIT_USER)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return ws, store
+
+
+def remote_object(ws: Path, store: Path, path: str) -> Path:
+    """The remote's copy of one file of an output directory (DVC 3: files/md5/XX/REST)."""
+    out, rel = path.split("/", 2)[:2], path.split("/", 2)[2]
+    lock = yaml.safe_load((ws / "dvc.lock").read_text())
+    digest = next(o["md5"] for st in lock["stages"].values() for o in st.get("outs", [])
+                  if o["path"] == "/".join(out))
+    listing = json.loads((store / "files/md5" / digest[:2] / digest[2:]).read_text())
+    md5 = next(e["md5"] for e in listing if e["relpath"] == rel)
+    return store / "files/md5" / md5[:2] / md5[2:]
+
+
+@pytest.mark.slow
+def test_a_file_corrupted_in_the_remote_is_named_and_not_checked_out(tiny_run, tmp_path):
+    """`iai pull` (make pull): one line naming the file, every good file checked out, and a workspace copy
+    of the corrupted file left as it was."""
+    ws, store = published(tiny_run, tmp_path)
+    name = "data/models/linreg/po_once/seed1.csv"
+    bad = remote_object(ws, store, name)
+    bad.chmod(0o644)
+    bad.write_bytes(bytes(b ^ 0xFF for b in bad.read_bytes()))  # the same size, every byte flipped
+    # what this guards against: a plain `dvc pull` takes the bad object, silently
+    plain = tmp_path / "plain"
+    assert subprocess.run(["git", "clone", "-q", str(ws), str(plain)]).returncode == 0
+    assert dvc(plain, "pull").returncode == 0
+    assert (plain / name).read_bytes() == bad.read_bytes() != (ws / name).read_bytes()
+    assert "Data and pipelines are up to date" in dvc(plain, "status").stdout
+
+    remote_object(ws, store, "data/banks/linreg.json").unlink()  # and one object missing from the remote
+    clone = tmp_path / "clone"
+    assert subprocess.run(["git", "clone", "-q", str(ws), str(clone)]).returncode == 0
+    (clone / name).parent.mkdir(parents=True)
+    (clone / name).write_text("the workspace's own copy\n")
+    res = subprocess.run([str(BIN / "iai"), "pull"], cwd=clone, env=env(), capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 2, res.stdout + res.stderr
+    lines = [line for line in res.stdout.splitlines() if ": not checked out" in line]
+    # a directory with an object missing from the remote is not fetched (DVC keeps no listing of it)
+    assert len(lines) == 2 and lines[0].startswith("iai pull: data/banks: not fetched (dvc fetch failed: "), res.stdout
+    assert lines[1].startswith(f"iai pull: {name}: corrupted in the remote (md5 expected "), res.stdout
+    assert "2 file(s) missing or corrupted in the remote" in res.stderr
+    assert (clone / name).read_text() == "the workspace's own copy\n"  # not overwritten by the bad one
+    assert not (clone / "data/banks").exists()
+    for out in ("data/models", "data/results/eval", "reports/figures"):  # every good file is checked out
+        for theirs in (p for p in (ws / out).rglob("*") if p.is_file() and not p.name.endswith(".timing.json")):
+            rel = str(theirs.relative_to(ws))
+            if rel != name:
+                assert (clone / rel).read_bytes() == theirs.read_bytes(), rel
+    assert "Data and pipelines are up to date" not in dvc(clone, "status").stdout  # `make adopt` refuses
 
 
 @pytest.mark.slow
@@ -665,3 +746,15 @@ def test_the_readme_experiment_command_runs_as_printed(tiny_run, tmp_path):
         assert res.returncode == 0, command + res.stderr
         assert max(map(len, res.stdout.splitlines())) <= 160, f"{command}: unreadable\n{res.stdout[:3000]}"
         assert "verdict" in res.stdout or "claim" in res.stdout, res.stdout
+    # the experiment is listed with its metrics, and `dvc exp apply` brings it into the workspace
+    key, value = run.split(f"{DEFAULT}:", 1)[1].split("=")
+    names = shell(ws, "dvc exp list --name-only", **git).stdout.split()
+    assert len(names) == 1, names
+    table = shell(ws, "dvc exp show --csv", **git).stdout.splitlines()
+    header, row = table[0].split(","), next(line for line in table if names[0] in line).split(",")
+    assert any(h.startswith("verdicts.") and row[i] for i, h in enumerate(header)), table[:2]
+    res = shell(ws, f"dvc exp apply {names[0]}", **git)
+    assert res.returncode == 0, res.stdout + res.stderr
+    section, leaf = key.rsplit(".", 1)
+    assert yaml.safe_load((ws / TINY).read_text())[section][leaf] == float(value)
+    assert "Data and pipelines are up to date" in dvc(ws, "status").stdout

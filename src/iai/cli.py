@@ -22,6 +22,7 @@ COMMANDS = {
     "report-doc": ("iai.analysis.results_doc", "write docs/results.md again from reports/metrics.json"),
     "bench": ("iai.stages.bench", "measure wall time and peak memory of iterative vs one-shot learners"),
     "verify": ("iai.stages.verify", "check that every artifact still matches the content hash written with it"),
+    "pull": ("iai.stages.pull", "dvc pull that checks what it downloads: only good files are checked out"),
     "data": ("iai.stages.data", "download MNIST / Fashion-MNIST IDX files for the image_classification family"),
 }
 

@@ -24,7 +24,7 @@ rule train:
         run=lambda w: run_settings(w.family, w.learner),
     threads: lambda w: train_threads(w.family, w.learner)
     resources:
-        gpu=1,  # a counter: one training per GPU with `--resources gpu=N` (workflow/profiles/gpu)
+        gpu=1,  # one slot of the GPU: workflow/profiles/gpu packs `--resources gpu=N` trainings onto it
     log:
         "logs/train/{family}/{learner}/seed{seed}.log",
     shell:
