@@ -5,7 +5,7 @@
 #   make test                            the test suite (pytest, one process per core), minutes on 2 cores
 #   make test-fast                       the tests not marked slow (no pipeline runs), about 1 minute
 #   make bench                           measure the cost benchmark (claim 6) into docs/bench/, then reproduce
-#   make pull                            fetch the artifacts from the DVC remote, then Snakemake adopts them
+#   make pull                            fetch the artifacts from the DVC remote (each checked), Snakemake adopts them
 #   make dry-run | lint | workflow-report | help
 
 SHELL := /bin/bash
@@ -82,8 +82,10 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
+# `dvc pull`, checking every object it downloads against its hash (iai pull: a file corrupted in the
+# remote is one line naming it, and is not checked out); then Snakemake adopts the files.
 pull: setup
-	dvc pull
+	iai pull
 	@$(MAKE) --no-print-directory adopt
 
 # After `dvc pull` or `dvc checkout`, the files are DVC's: Snakemake has no record of them and judges
