@@ -44,6 +44,7 @@ VARIANTS = {
     "implicit_probs_residual": (LOGREG, {"regime": "implicit", "state": "probs_residual"}),
     "hypernet_oneshot": (LINREG, {"regime": "parametric", "signal": "obs", "mode": "one_shot"}),
     "maml_logreg": (LOGREG, {"regime": "parametric", "signal": "grad", "update": "sgd"}),
+    "meta_sgd_logreg": (LOGREG, {"regime": "parametric", "signal": "grad", "update": "meta_sgd"}),
 }
 
 
@@ -65,7 +66,8 @@ def data(family, n=8, m=5, seed=0):
 
 
 @pytest.mark.parametrize("name", ["parametric_both_h2_mem2", "parametric_mlp", "explicit_both", "implicit_hidden_h2",
-                                  "implicit_probs", "implicit_probs_residual", "maml_logreg"])
+                                  "implicit_probs", "implicit_probs_residual", "maml_logreg",
+                                  "meta_sgd_logreg"])
 def test_steps_at_once_gives_the_step_by_step_gradient(name):
     # greedy steps never backpropagate into each other, so one batched call over the k detached
     # states must give the k sequential steps' summed gradient (and the same mean loss)
@@ -148,7 +150,8 @@ def test_a_file_that_is_not_a_checkpoint_fails_clearly(tmp_path):
     ({"regime": "parametric", "decoder": "film"}, LINREG, r"only the explicit regime has a learned decoder"),
     ({"regime": "implicit", "tokens": "coordinate"}, LINREG, r"run.tokens: only the parametric and explicit"),
     ({"regime": "parametric", "tokens": "scalar"}, LINREG, r"run.tokens: expected one of \['unit', 'coordinate'\]"),
-    ({"regime": "parametric", "update": "adam"}, LINREG, r"run.update: expected one of \['network', 'sgd'\]"),
+    ({"regime": "parametric", "update": "adam"}, LINREG,
+     r"run.update: expected one of \['network', 'sgd', 'meta_sgd'\]"),
     ({"regime": "parametric", "signal": "obs", "update": "sgd"}, LINREG, r"run.update: 'sgd' \(MAML.*signal 'obs'"),
     ({"regime": "explicit", "signal": "grad", "update": "sgd"}, LINREG, r"run.update: 'sgd' .*regime 'explicit'"),
     ({"regime": "parametric", "signal": "grad", "update": "sgd", "history": 2}, LINREG,
@@ -322,16 +325,19 @@ def test_coordinate_tokens_are_the_unit_layout_reshaped(family):
     torch.testing.assert_close(closed, auto)
 
 
+@pytest.mark.parametrize("update", ["sgd", "meta_sgd"])
 @pytest.mark.parametrize("family", [LINREG, LOGREG], ids=["linreg", "logreg"])
-def test_maml_untrained_is_the_nominal_rule_and_training_moves_its_two_numbers(family):
-    """MAML (``update: sgd``) starts as the ``nominal_rule`` reference (theta^(0) = 0, lr 0.5, gain
-    b/(n+b)): the same predictions on the same mini-batches. Greedy training then reaches the step
-    size from every step and theta^(0) from the first step only (later states are detached)."""
+def test_maml_untrained_is_the_nominal_rule_and_training_moves_its_two_numbers(family, update):
+    """MAML (``update: sgd``) and Meta-SGD (``meta_sgd``: a step size per parameter) start as the
+    ``nominal_rule`` reference (theta^(0) = 0, lr 0.5, gain b/(n+b)): the same predictions on the same
+    mini-batches. Greedy training then reaches the step sizes from every step and theta^(0) from the
+    first step only (later states are detached)."""
     from iai.core.learners.classical import NOMINAL_LR
     from iai.core.learners.references import reference_learner
 
-    maml = build_learner(RunSpec("fam", "maml", {"regime": "parametric", "signal": "grad", "update": "sgd"},
+    maml = build_learner(RunSpec("fam", "maml", {"regime": "parametric", "signal": "grad", "update": update},
                                  MODEL, TRAIN), family, seed=1)
+    assert maml.log_lr.shape == (maml.theta0.shape if update == "meta_sgd" else ())
     assert maml.nominal and not hasattr(maml, "backbone") and {n for n, _ in maml.named_parameters()} == {
         "theta0", "log_lr"}
     refs = ReferencesConfig.from_dict({"learners": ["nominal_rule"], "nominal_rule": {"lr": NOMINAL_LR}})
@@ -348,36 +354,45 @@ def test_maml_untrained_is_the_nominal_rule_and_training_moves_its_two_numbers(f
     state = maml.init(xq)
     first = maml.step(state, x, y)
     family.loss(maml.predict(first, xq), family.sample(3, 8, 5, 0).y_valid).mean().backward()
-    assert maml.theta0.grad.abs().sum() > 0 and maml.log_lr.grad.abs() > 0
+    assert maml.theta0.grad.abs().sum() > 0 and maml.log_lr.grad.abs().sum() > 0
+    if update == "meta_sgd":  # each step size has its own gradient
+        assert maml.log_lr.grad.unique().numel() > 1
     maml.zero_grad(set_to_none=True)
     later = maml.step({k: v.detach() for k, v in first.items()}, x, y)
     family.loss(maml.predict(later, xq), family.sample(3, 8, 5, 0).y_valid).mean().backward()
-    assert maml.theta0.grad is None and maml.log_lr.grad.abs() > 0
+    assert maml.theta0.grad is None and maml.log_lr.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("update", ["sgd", "meta_sgd"])
 @pytest.mark.parametrize("family", [LINREG, LOGREG], ids=["linreg", "logreg"])
-def test_maml_differentiates_through_its_inner_gradient(family):
+def test_maml_differentiates_through_its_inner_gradient(family, update):
     """The first step's gradient reaches theta^(0) through the inner gradient step, as in MAML:
     d theta^(1) / d theta^(0) = I - lr * H. Checked against the same objective written per task with
-    plain autograd, and against first-order MAML, which it must not be."""
-    maml = build_learner(RunSpec("fam", "maml", {"regime": "parametric", "signal": "grad", "update": "sgd"},
+    plain autograd, and against first-order MAML, which it must not be; Meta-SGD's step sizes (here
+    all different) get the gradient of that objective too."""
+    maml = build_learner(RunSpec("fam", "maml", {"regime": "parametric", "signal": "grad", "update": update},
                                  MODEL, TRAIN), family, seed=1)
+    gen = torch.Generator().manual_seed(4)
     with torch.no_grad():
-        maml.theta0.copy_(torch.randn(maml.theta0.shape, generator=torch.Generator().manual_seed(4)))
+        maml.theta0.copy_(torch.randn(maml.theta0.shape, generator=gen))
+        maml.log_lr.copy_(-0.7 + 0.3 * torch.randn(maml.log_lr.shape, generator=gen))
     x, y, xq = data(family)
     target = family.sample(3, 8, 5, 0).y_valid
     family.loss(maml.predict(maml.step(maml.init(xq), x, y), xq), target).mean().backward()
-    lr, p = maml.log_lr.detach().exp(), family.predictor  # gain 1 at the first step
+    p = family.predictor  # gain 1 at the first step
 
-    def theta0_gradient(second_order: bool) -> torch.Tensor:
+    def gradients(second_order: bool) -> tuple[torch.Tensor, torch.Tensor]:
         th0 = maml.theta0.detach().clone().requires_grad_(True)
+        log_lr = maml.log_lr.detach().clone().requires_grad_(True)
         total = 0.0
         for t in range(x.shape[0]):  # one task at a time
             inner = family.loss(p(x[t:t + 1], th0[None]), y[t:t + 1]).sum()
             (g,) = torch.autograd.grad(inner, th0, create_graph=second_order)
-            th1 = th0 - lr * g
+            th1 = th0 - log_lr.exp() * g
             total = total + family.loss(p(xq[t:t + 1], th1[None]), target[t:t + 1]).sum()
-        return torch.autograd.grad(total / x.shape[0], th0)[0]
+        return torch.autograd.grad(total / x.shape[0], (th0, log_lr))
 
-    torch.testing.assert_close(maml.theta0.grad, theta0_gradient(second_order=True))
-    assert not torch.allclose(maml.theta0.grad, theta0_gradient(second_order=False), rtol=1e-2, atol=1e-4)
+    theta0_grad, lr_grad = gradients(second_order=True)
+    torch.testing.assert_close(maml.theta0.grad, theta0_grad)
+    torch.testing.assert_close(maml.log_lr.grad, lr_grad)
+    assert not torch.allclose(maml.theta0.grad, gradients(second_order=False)[0], rtol=1e-2, atol=1e-4)

@@ -33,7 +33,7 @@ STEP_FEATURES = ("none", "gain", "log_n")
 GRAD_NORMS = ("rms", "none")
 DECODERS = ("film", "bilinear")
 TOKENS = ("unit", "coordinate")
-UPDATES = ("network", "sgd")
+UPDATES = ("network", "sgd", "meta_sgd")
 
 
 def _config_from(cls, section: str, values: dict[str, Any]):
@@ -90,7 +90,8 @@ class LearnerConfig:
     leads, and the learned correction fades as data accumulate. For linear regression this is the
     structure of the Kalman update with an isotropic covariance, expanded in the gain.
     ``update: sgd`` replaces the step network by that plain gradient step alone, from a learned
-    theta^(0) with a learned step size: MAML (:class:`~iai.core.learners.maml.MAMLLearner`).
+    theta^(0) with a learned step size: MAML (:class:`~iai.core.learners.maml.MAMLLearner`); ``update:
+    meta_sgd`` learns a step size per parameter (:class:`~iai.core.learners.maml.MetaSGDLearner`).
     """
 
     regime: str = "parametric"
@@ -136,11 +137,12 @@ class LearnerConfig:
         if self.tokens != "unit" and self.regime == "implicit":
             raise ConfigError(f"run.tokens: only the parametric and explicit regimes have parameters to tokenize; "
                               f"got {self.tokens!r} for the implicit regime")
-        if self.update == "sgd":  # MAML: no step network, so nothing a network would read or carry
+        if self.update in ("sgd", "meta_sgd"):  # MAML, Meta-SGD: no step network, nothing a network reads or carries
             extras = {"history": self.history, "memory": self.memory, "nominal": self.nominal}
             if (self.regime, self.mode, self.signal, self.tokens) != ("parametric", "iterative", "grad", "unit") or any(
                     extras.values()):
-                raise ConfigError("run.update: 'sgd' (MAML: plain gradient steps from a learned theta^(0)) needs "
+                raise ConfigError(f"run.update: {self.update!r} (MAML, Meta-SGD: plain gradient steps from a learned "
+                                  "theta^(0)) needs "
                                   "regime 'parametric', mode 'iterative', signal 'grad', tokens 'unit' and no history, "
                                   f"memory or nominal; got regime {self.regime!r}, mode {self.mode!r}, signal "
                                   f"{self.signal!r}, tokens {self.tokens!r}, {extras}")

@@ -1,6 +1,9 @@
-"""MAML in the iterative frame: plain gradient steps on f's loss from a learned theta^(0).
+"""MAML and Meta-SGD in the iterative frame: plain gradient steps on f's loss from a learned theta^(0).
 
     theta^(0) learned;  theta^(i+1) = theta^(i) - exp(log_lr) * gain_i * grad L(f(., theta^(i)), B^(i))
+
+with one learned step size (MAML, ``update: sgd``) or one per parameter (Meta-SGD, ``update: meta_sgd``,
+Li et al. 2017: ``log_lr`` has theta's shape and the product is elementwise).
 
 The paper's table (docs/paper.md, section 1) lists MAML as the learner whose task adaptation g is SGD
 from a learned initialization: what is learned across tasks is the init. Here the step size is
@@ -62,3 +65,21 @@ class MAMLLearner(ParametricLearner):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, regime={self.regime}, update=sgd (MAML), state={self.n_units}x{self.unit_dim}"
+
+
+@learner("meta_sgd", example=("linear_classification", {"dim": 4, "n_classes": 3},
+                                 {"regime": "parametric", "signal": "grad", "update": "meta_sgd"}))
+class MetaSGDLearner(MAMLLearner):
+    """MAML with a learned step size per parameter (``update: meta_sgd``): every one starts at the
+    nominal rule's 0.5, so untrained it is that rule, as MAML is; training moves each on its own."""
+
+    for_update = "meta_sgd"
+
+    def __init__(self, name: str, family: TaskFamily, cfg: LearnerConfig, model: ModelConfig,
+                 batch_size: int, context_size: int):
+        super().__init__(name, family, cfg, model, batch_size, context_size)
+        self.log_lr = nn.Parameter(torch.full_like(self.theta0, -0.6931))  # [K, E], elementwise with grad
+
+    def extra_repr(self) -> str:
+        return (f"name={self.name!r}, regime={self.regime}, update=meta_sgd (a step size per parameter), "
+                f"state={self.n_units}x{self.unit_dim}")
