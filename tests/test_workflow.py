@@ -546,6 +546,13 @@ def test_a_bench_option_change_replans_the_benchmark_alone_and_a_new_benchmark_t
     res = snakemake(ws, "--dry-run", "benchmarks")
     assert res.returncode == 0, res.stderr
     assert job_counts(res.stdout) == {"cost_scaling": 1, "benchmarks": 1}
+    # a cost pair's run trained otherwise: its checkpoints, so the cost table too, are not the benchmark's
+    raw["runs"][0]["train"] = {"lr": 0.002}  # `po`, of the cost pair
+    (ws / TINY).write_text(yaml.safe_dump(raw, sort_keys=False))
+    res = snakemake(ws, "--dry-run")
+    assert res.returncode == 0, res.stderr
+    stale = f"{TINY_BENCH}/linreg.csv, {TINY_BENCH}/linreg.json, {TINY_BENCH}/scaling.json: measured with other"
+    assert f"warning: {stale}" in res.stderr, res.stderr
     # a benchmark measured again (here: one number of it changed) reruns the merge and what reads it
     (ws / TINY).write_text(recipe)
     table = ws / TINY_BENCH / "linreg.csv"

@@ -148,8 +148,11 @@ def benchmark_files():
 
 
 def bench_settings(family):
-    """What `iai bench` (the table) reads: not bench.max_n or bench.scaling_tasks (the cost_scaling rule's)."""
+    """What `iai bench` (the table) reads: the family, the trained runs of its cost pairs (what their
+    checkpoints were trained from) and bench.sizes, tasks, repeats (not bench.max_n or
+    bench.scaling_tasks: the cost_scaling rule's)."""
     return settings(seed=RAW["seed"], device=RAW.get("device"), family=RAW["families"][family],
+                    runs=[run_settings(family, name) for name in BENCH[family]],
                     bench=dict(sizes=PARAMS.bench.sizes, tasks=PARAMS.bench.tasks, repeats=PARAMS.bench.repeats))
 
 
